@@ -1,0 +1,62 @@
+# videoroom_signal: `make` builds the examples and the test binary; `make test` runs every test.
+CC      ?= cc
+PYTHON  ?= /usr/bin/python3
+WARN     = -Wall -Wextra -Wpedantic
+CFLAGS  ?= -O2 -g
+SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+HEADER   = videoroom_signal.h
+EXAMPLES = build/echo_server build/demo_server
+TESTS    = build/test_videoroom_signal
+TEST_SOURCES = $(wildcard tests/*.c tests/*.h)
+
+.PHONY: all test unit-test compile-check interop-test e2e-test demo echo clean
+
+all: $(EXAMPLES) $(TESTS)
+
+build:
+	mkdir -p build
+
+build/echo_server: examples/echo_server.c $(HEADER) | build
+	$(CC) -std=c99 $(WARN) $(CFLAGS) $< -o $@
+
+build/demo_server: examples/demo_server.c $(HEADER) | build
+	$(CC) -std=c99 $(WARN) $(CFLAGS) $< -o $@
+
+# The demo server under the sanitizers, for the end-to-end tests.
+build/demo_server_sanitized: examples/demo_server.c $(HEADER) | build
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $< -o $@
+
+# The test binary runs under AddressSanitizer and UndefinedBehaviorSanitizer.
+build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) tests/test_main.c -o $@
+
+test: unit-test compile-check interop-test e2e-test
+
+unit-test: $(TESTS)
+	./build/test_videoroom_signal
+
+# The header, its stub and the example at the top of its documentation compile warning-free as
+# C99 and as C++ with gcc and clang.
+compile-check: | build
+	sh tests/compile_check.sh
+
+interop-test: build/echo_server
+	$(PYTHON) tests/interop/websockets_interop.py build/echo_server
+
+# The official Phoenix client (npm `phoenix`, pinned in tests/e2e/package-lock.json) against the
+# demo server.
+e2e-test: build/demo_server_sanitized
+	@if ! command -v node >/dev/null 2>&1; then echo "e2e-test: node not found"; exit 1; fi
+	@if [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm ci --no-audit --no-fund; fi
+	cd tests/e2e && DEMO_SERVER=../../build/demo_server_sanitized node --test --test-concurrency=1
+
+# The README's run command: the demo server on 127.0.0.1:4000.
+demo: build/demo_server
+	./build/demo_server
+
+echo: build/echo_server
+	./build/echo_server --port 9001
+
+clean:
+	rm -rf build

@@ -1,0 +1,251 @@
+/* demo_server: the video-room signaling server with the default relay room logic, and the
+   demo web page.
+
+   build/demo_server [--host H] [--port P] [--max-connections N] [--max-rooms N]
+                     [--max-peers N] [--max-message BYTES] [--idle-timeout SECONDS]
+                     [--handshake-timeout SECONDS] [--origin URL ...]
+                     [--web-root DIR] [--ice-server URL[,USERNAME,CREDENTIAL] ...]
+
+   Browsers open http://H:P/ (the page in examples/web), and the page, or any other Phoenix
+   client, connects to ws://H:P/socket/websocket and joins topics "room:<id>". A log line is
+   printed for every connection, join and leave. */
+#define VRS_IMPLEMENTATION
+#include "../videoroom_signal.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEMO_MAX_ORIGINS 16
+#define DEMO_MAX_ICE_SERVERS 8
+#define DEMO_MAX_FILE (192 * 1024)
+
+static const char *web_root = "examples/web";
+static char ice_config[4096] = "{\"iceServers\":[]}";
+static char file_buffer[DEMO_MAX_FILE];
+
+/* Only what the page needs, and nothing that lets a file run as something else. */
+static const char security_headers[] =
+    "Cache-Control: no-cache\r\n"
+    "X-Content-Type-Options: nosniff\r\n"
+    "Referrer-Policy: no-referrer\r\n"
+    "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
+    "media-src 'self' blob: mediastream:; img-src 'self' data:; style-src 'self'\r\n";
+
+static const char *content_type_of(const char *name) {
+    static const char *const types[][2] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},   {".json", "application/json"},
+        {".svg", "image/svg+xml"},             {".png", "image/png"},
+        {".ico", "image/x-icon"},              {".txt", "text/plain; charset=utf-8"}};
+    const char *dot = strrchr(name, '.');
+    size_t i;
+    for (i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i][0]) == 0) return types[i][1];
+    return NULL;
+}
+
+/* A request path names a file only when every segment is plain: letters, digits, '-', '_' and
+   inner dots, so "..", dot files, percent-encoding, backslashes and empty segments never reach
+   the file system. */
+static int is_plain_path(const char *path, size_t length) {
+    size_t i, segment_start = 1;
+    if (length < 2 || path[0] != '/') return 0;
+    for (i = 1; i <= length; i++) {
+        char c = i < length ? path[i] : '/';
+        if (c == '/') {
+            if (i == segment_start || path[segment_start] == '.' || path[i - 1] == '.') return 0;
+            segment_start = i + 1;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '.')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void serve_file(vrs_server *server, vrs_conn conn, const char *path, size_t length) {
+    char file_name[512];
+    const char *type;
+    struct stat info;
+    ssize_t got;
+    size_t total = 0;
+    int fd;
+    if (length == 1) { /* "/" */
+        path = "/index.html";
+        length = 11;
+    }
+    if (!is_plain_path(path, length) || length + strlen(web_root) + 1 >= sizeof file_name) goto not_found;
+    snprintf(file_name, sizeof file_name, "%s%.*s", web_root, (int)length, path);
+    type = content_type_of(file_name);
+    if (!type) goto not_found;
+    fd = open(file_name, O_RDONLY | O_NOFOLLOW);
+    if (fd < 0) goto not_found;
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) || info.st_size > DEMO_MAX_FILE) {
+        close(fd);
+        goto not_found;
+    }
+    while (total < (size_t)info.st_size && (got = read(fd, file_buffer + total, sizeof file_buffer - total)) > 0)
+        total += (size_t)got;
+    close(fd);
+    vrs_http_respond(server, conn, 200, type, security_headers, file_buffer, total);
+    return;
+not_found:
+    vrs_http_respond(server, conn, 404, "text/plain; charset=utf-8", security_headers, "404 Not Found\n", 14);
+}
+
+static void serve_http(vrs_server *server, vrs_conn conn, const vrs_request *request, void *user_data) {
+    (void)user_data;
+    if (!vrs_span_equals(request->method, "GET") && !vrs_span_equals(request->method, "HEAD")) {
+        vrs_http_respond(server, conn, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
+                         "405 Method Not Allowed\n", 23);
+    } else if (vrs_span_equals(request->path, "/config.json")) {
+        vrs_http_respond(server, conn, 200, "application/json", security_headers, ice_config,
+                         strlen(ice_config));
+    } else {
+        serve_file(server, conn, request->path.ptr, request->path.length);
+    }
+}
+
+/* Appends one RTCIceServer, from "URL" or "URL,USERNAME,CREDENTIAL", to the page's config. */
+static int add_ice_server(const char *spec, int index) {
+    char url[512], username[256] = "", credential[256] = "", entry[1200];
+    const char *comma = strchr(spec, ','), *p;
+    size_t length = strlen(ice_config);
+    if (strlen(spec) >= sizeof url) return 0;
+    for (p = spec; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < ' ') return 0; /* keep the JSON simple */
+    if (comma) {
+        const char *second = strchr(comma + 1, ',');
+        if (!second) return 0;
+        snprintf(url, sizeof url, "%.*s", (int)(comma - spec), spec);
+        snprintf(username, sizeof username, "%.*s", (int)(second - comma - 1), comma + 1);
+        snprintf(credential, sizeof credential, "%s", second + 1);
+        snprintf(entry, sizeof entry, "%s{\"urls\":\"%s\",\"username\":\"%s\",\"credential\":\"%s\"}",
+                 index ? "," : "", url, username, credential);
+    } else {
+        snprintf(entry, sizeof entry, "%s{\"urls\":\"%s\"}", index ? "," : "", spec);
+    }
+    if (length + strlen(entry) + 3 >= sizeof ice_config) return 0;
+    snprintf(ice_config + length - 2, sizeof ice_config - (length - 2), "%s]}", entry);
+    return 1;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int signal_number) {
+    (void)signal_number;
+    stop_requested = 1;
+}
+
+/* One line per connection, join and leave; warnings and errors always. */
+static void print_log(vrs_log_level level, vrs_log_item item, const char *message, void *user_data) {
+    char stamp[32];
+    time_t now = time(NULL);
+    (void)user_data;
+    if (level == VRS_LOG_LEVEL_INFO && item != VRS_LOG_LISTENING && item != VRS_LOG_CONNECTION_OPENED &&
+        item != VRS_LOG_CONNECTION_CLOSED && item != VRS_LOG_PEER_JOINED && item != VRS_LOG_PEER_LEFT)
+        return;
+    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
+    fprintf(stderr, "%s %-7s %s: %s\n", stamp,
+            level == VRS_LOG_LEVEL_ERROR ? "error" : level == VRS_LOG_LEVEL_WARNING ? "warning" : "info",
+            vrs_log_item_name(item), message);
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: demo_server [options]\n"
+            "  --host H                 address to listen on (default 127.0.0.1; :: for all)\n"
+            "  --port P                 port (default 4000)\n"
+            "  --max-connections N      open connections (default 1024)\n"
+            "  --max-rooms N            rooms (default: max-connections)\n"
+            "  --max-peers N            peers in one room (default 32)\n"
+            "  --max-message BYTES      largest message (default 65536)\n"
+            "  --idle-timeout SECONDS   close silent clients after (default 60)\n"
+            "  --handshake-timeout SECONDS  drop unfinished requests after (default 10)\n"
+            "  --origin URL             allow this Origin (repeatable; default: any)\n"
+            "  --web-root DIR           the page's folder (default examples/web)\n"
+            "  --ice-server URL[,USER,CREDENTIAL]  STUN/TURN server for the page (repeatable)\n");
+}
+
+static int parse_number(const char *text, int *out) {
+    char *end;
+    long value = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || value <= 0 || value > 0x7FFFFFFF) return 0;
+    *out = (int)value;
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    static const char *origins[DEMO_MAX_ORIGINS];
+    vrs_desc desc;
+    vrs_server *server = NULL;
+    vrs_result result;
+    int i, seconds, ice_servers = 0;
+    memset(&desc, 0, sizeof desc);
+    desc.logger.func = print_log;
+    desc.on_http = serve_http;
+    for (i = 1; i < argc; i++) {
+        const char *option = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = value != NULL;
+        if (strcmp(option, "--help") == 0 || strcmp(option, "-h") == 0) {
+            usage();
+            return 0;
+        } else if (!ok) {
+            ok = 0;
+        } else if (strcmp(option, "--host") == 0) {
+            desc.host = value;
+        } else if (strcmp(option, "--port") == 0) {
+            ok = parse_number(value, &desc.port);
+        } else if (strcmp(option, "--max-connections") == 0) {
+            ok = parse_number(value, &desc.max_connections);
+        } else if (strcmp(option, "--max-rooms") == 0) {
+            ok = parse_number(value, &desc.max_rooms);
+        } else if (strcmp(option, "--max-peers") == 0) {
+            ok = parse_number(value, &desc.max_peers_per_room);
+        } else if (strcmp(option, "--max-message") == 0) {
+            ok = parse_number(value, &desc.max_message_size);
+        } else if (strcmp(option, "--idle-timeout") == 0) {
+            ok = parse_number(value, &seconds) && seconds <= 86400;
+            desc.idle_timeout_ms = seconds * 1000;
+        } else if (strcmp(option, "--handshake-timeout") == 0) {
+            ok = parse_number(value, &seconds) && seconds <= 86400;
+            desc.handshake_timeout_ms = seconds * 1000;
+        } else if (strcmp(option, "--web-root") == 0) {
+            web_root = value;
+        } else if (strcmp(option, "--ice-server") == 0 && ice_servers < DEMO_MAX_ICE_SERVERS) {
+            ok = add_ice_server(value, ice_servers++);
+        } else if (strcmp(option, "--origin") == 0 && desc.allowed_origin_count < DEMO_MAX_ORIGINS) {
+            origins[desc.allowed_origin_count++] = value;
+            desc.allowed_origins = origins;
+        } else {
+            ok = 0;
+        }
+        if (!ok) {
+            fprintf(stderr, "demo_server: bad option %s%s%s\n", option, value ? " " : "", value ? value : "");
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    result = vrs_create(&desc, &server);
+    if (result != VRS_OK) {
+        fprintf(stderr, "demo_server: %s\n", vrs_result_string(result));
+        return 1;
+    }
+    signal(SIGINT, request_stop);
+    signal(SIGTERM, request_stop);
+    signal(SIGPIPE, SIG_IGN);
+    printf("demo_server: open http://%s:%d/ (socket ws://%s:%d/socket/websocket)\n",
+           desc.host ? desc.host : "127.0.0.1", vrs_port(server), desc.host ? desc.host : "127.0.0.1",
+           vrs_port(server));
+    fflush(stdout);
+    while (!stop_requested) vrs_step(server, 1000);
+    vrs_destroy(server);
+    return 0;
+}

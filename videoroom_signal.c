@@ -1,0 +1,2 @@
+#define VRS_IMPLEMENTATION
+#include "videoroom_signal.h"

@@ -1,0 +1,4435 @@
+/* videoroom_signal.h - a WebRTC video-room signaling server in one C header.
+
+   It speaks the Phoenix channel protocol over WebSocket, so browsers running the official
+   Phoenix JavaScript client (npm `phoenix`) join rooms on it and set up calls. Underneath is a
+   complete RFC 6455 WebSocket server driven by one step function that the host calls from its
+   own loop: one thread, poll(), no allocation after start-up, libc only.
+
+   USING IT
+   --------
+   Do this in *one* C or C++ file, before any other include:
+
+       #define VRS_IMPLEMENTATION
+       #include "videoroom_signal.h"
+
+   Every other file includes the header without the define. (Or compile videoroom_signal.c,
+   which does exactly that, like any other source file.)
+
+   The implementation needs POSIX.1-2008. When the header is the first include of the
+   implementing file it asks for that itself; otherwise compile with -D_POSIX_C_SOURCE=200809L
+   (or use gnu99/gnu11).
+
+   A COMPLETE EXAMPLE: A VIDEO-ROOM SERVER
+   ---------------------------------------
+   (This exact code is compiled by the project's tests.)
+
+       #define VRS_IMPLEMENTATION
+       #include "videoroom_signal.h"
+
+       int main(void) {
+           vrs_desc desc = {0}; // 127.0.0.1:4000, the relay room logic
+           vrs_server *server = NULL;
+           if (vrs_create(&desc, &server) != VRS_OK) return 1;
+           for (;;) vrs_step(server, 1000);
+       }
+
+   A browser page then talks to it with the Phoenix client:
+
+       const socket = new Socket("ws://127.0.0.1:4000/socket");
+       socket.connect();
+       const room = socket.channel("room:lobby");
+       room.on("mediaEvent", ({data}) => console.log(JSON.parse(data)));
+       room.join().receive("ok", () =>
+           room.push("mediaEvent", {data: JSON.stringify({type: "join", data: {metadata: {}}})}));
+
+   A game loop calls vrs_step(server, 0) once a frame instead: it never waits.
+
+   Plain WebSockets work too: set desc.on_message (and desc.on_open, desc.on_close) and every
+   path but the Phoenix socket's is a WebSocket endpoint; desc.disable_phoenix makes every
+   path one. examples/echo_server.c echoes every message that way.
+
+   CONCEPTS
+   --------
+   - vrs_desc describes the server. Zero-initialise it and set what you need: every field left
+     at 0 takes the default written beside it.
+   - All memory is reserved at vrs_create, from a block you pass (desc.memory, sized by
+     vrs_memory_size) or from desc.allocator (default malloc/free). Nothing is allocated
+     afterwards: every table has a fixed capacity, and a full table is an answer (HTTP 503, a
+     close code, an error result), never a crash.
+   - Connections are vrs_conn handles: a slot index and a generation. A handle kept after its
+     connection closed is detected as stale (VRS_ERROR_INVALID_CONNECTION) and never reaches
+     the connection that reuses the slot.
+   - Events arrive as callbacks from inside vrs_step (never from inside another vrs_ call), with
+     desc.user_data. Inside a callback the host may call any vrs_ function except
+     vrs_step/vrs_process/vrs_destroy.
+   - Errors are data: functions return vrs_result (vrs_result_string names it) and log lines
+     carry a stable vrs_log_item id, so a host can react to, and tests can assert on, the id.
+
+   THE WEBSOCKET SERVER
+   --------------------
+   - HTTP/1.1 upgrade (RFC 6455 section 4): a request head larger than max_request_size gets
+     431, a malformed one 400. A request that asks for an upgrade (it has an Upgrade,
+     Sec-WebSocket-Key or Sec-WebSocket-Version header, or "upgrade" in Connection) must be a
+     GET over HTTP/1.1 with Host, "websocket" in Upgrade, "upgrade" in Connection and a
+     Sec-WebSocket-Key of 16 bytes in base64, or it gets 400; a Sec-WebSocket-Version other
+     than 13 gets 426 with "Sec-WebSocket-Version: 13". Then desc.on_upgrade may refuse (any
+     4xx/5xx) or pick a subprotocol the client offered. Other requests go to desc.on_http, which
+     answers with vrs_http_respond; without it they get 404. Every error response carries
+     "Connection: close" and a short body, and the connection closes once it is sent.
+   - Frames: client frames must be masked; reserved bits, unknown opcodes, control frames over
+     125 bytes or fragmented, a continuation with no message started, a new message inside a
+     fragmented one, and non-minimal length encodings all close with 1002. A message whose
+     length passes max_message_size closes with 1009 as soon as a frame header shows it. Text
+     is validated as UTF-8 as the bytes arrive, across fragments, and closes with 1007 at the
+     first bad byte. Pings are answered with pongs carrying the same payload; unsolicited pongs
+     are ignored. A close frame's code is checked (1000-1003, 1007-1014 and 3000-4999 are
+     valid; others close with 1002), its reason must be UTF-8 (else 1007), and the code is
+     echoed before the server closes the TCP connection.
+   - Writes go through a bounded queue per connection, flushed at the end of each step with one
+     system call per connection where possible; POLLOUT is asked for only while bytes are
+     pending. A client whose queue would pass send_queue_size is closed with 1013 (logged as
+     VRS_LOG_SLOW_CONSUMER); no other client notices.
+   - Timers: handshake_timeout (a client that never finishes its request gets 408), idle_timeout
+     (no data from the client: close 1001), close_timeout (how long to wait for the peer's
+     close frame and for the TCP connection to end after ours).
+
+   THE PHOENIX SOCKET
+   ------------------
+   The socket is mounted at desc.socket_path ("/socket"): clients connect to
+   /socket/websocket?vsn=2.0.0, as phoenix.js does. The project's PROTOCOL.md is the
+   specification; in short:
+   - Handshake checks, in Phoenix's order: GET, then the Origin against desc.allowed_origins
+     (403), then vsn (absent or 1.0.x: V1 objects; 2.0.x: V2 arrays and binary frames; other:
+     403), then desc.on_connect (nonzero: 403; it sees the query parameters and the Phoenix 1.8
+     auth token sent as "base64url.bearer.phx.<token>" in Sec-WebSocket-Protocol), then the RFC
+     6455 checks. The server answers the "phoenix" subprotocol when it is offered.
+   - Heartbeats are answered; a join on "room:<id>" finds or creates room <id>, gives the
+     channel a fresh peer id (a UUID v4 from /dev/urandom) and replies ok, or an error:
+     "failed to start room" (room table full), "room is full", "invalid room id", "too many
+     channels joined" (max_channels_per_socket), "server is full" (max_channels). Other topics
+     get "unmatched topic". A duplicate join ends the old channel (phx_close after the new
+     join's reply); phx_leave replies ok then sends phx_close; a message with a stale join_ref is
+     dropped. A push "mediaEvent" {"data": D} goes to the room logic; other events, or a
+     mediaEvent without "data", get an error reply and the channel stays.
+   - An undecodable message (bad JSON, wrong shape, bad binary kind) closes the socket with
+     1007. When a socket closes, each of its channels leaves its room; nothing is sent.
+
+   ROOMS AND THE ROOM LOGIC
+   ------------------------
+   desc.room_logic is the seam where the original server plugs in its SFU engine: callbacks
+   when a room is created and destroyed, when a peer (a joined channel) joins and leaves, and
+   when a peer's media event arrives (D as JSON text). The logic answers with vrs_peer_send
+   (one peer), vrs_room_broadcast (all), vrs_room_broadcast_except (all but one), each sending
+   the push "mediaEvent" {"data": D}; vrs_room_close ends a room (its channels get phx_error and
+   phoenix.js rejoins). Rooms and peers are vrs_room / vrs_peer handles (stale ones are
+   refused) with a user pointer each. A room is destroyed when its last peer goes.
+
+   With no room-logic callbacks the relay logic runs (the project's RELAY.md): D is a JSON
+   string holding an event E (or E itself). {"type":"join","data":{"metadata":M}} answers
+   peerAccepted (the peers already in, in join order) and tells the others peerJoined;
+   "leave" → peerLeft; "updatePeerMetadata" → peerUpdated; {"type":"custom","to":ID,"data":X}
+   → {"type":"custom","from":ID,"data":X} to one peer, or to every other peer without "to".
+   Anything else gets {"type":"error","data":{"message":...}} to its sender alone. A peer can
+   only ever reach peers of its own room. Browsers use it to set up peer-to-peer calls.
+
+   MEMORY
+   ------
+   vrs_memory_size(desc) says how much a description reserves. Per connection slot that is one
+   vrs__conn (a few hundred bytes) and one pollfd, and per channel and room slot a few hundred
+   bytes more; queued and partially received bytes live in
+   a shared pool of VRS_BLOCK_SIZE blocks (buffer_pool_size bytes), taken only while bytes wait
+   and handed back LIFO, so an idle connection holds no buffer at all. At most half of the
+   pool holds received bytes, so clients sending large messages cannot starve the sending side.
+   The server adds one read buffer, one buffer of max_message_size to assemble fragmented
+   messages and, for the Phoenix socket, the buffers that build outgoing messages (sized for
+   the relay's largest event: max_peers_per_room peers with max_metadata_size metadata each).
+
+   COMPILE-TIME OPTIONS (define before including the implementation)
+   --------------------
+   VRS_STATIC                    make every API function static to the implementing file
+   VRS_ASSERT(c)                 default assert(c)
+   VRS_MEMCPY(d,s,n), VRS_MEMSET(d,v,n)   default memcpy/memset
+   VRS_MALLOC(n), VRS_FREE(p)    the default allocator; define both or neither
+   VRS_DEFAULT_LOG(level, item, message)  where log lines go when desc.logger.func is NULL;
+                                 default: warnings and errors to stderr
+   VRS_BLOCK_SIZE                bytes in one pool block, default 4096
+
+   LIMITS
+   ------
+   POSIX systems (Linux, the BSDs, macOS); not Windows. At most 1,048,575 connections; request
+   heads of at most VRS_MAX_HEADERS (64) header lines.
+
+   LICENCE: MIT, at the end of this file.
+*/
+#ifndef VIDEOROOM_SIGNAL_H
+#define VIDEOROOM_SIGNAL_H
+
+#if defined(VRS_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(__APPLE__)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+#include <poll.h>
+
+#ifndef VRS_API
+#ifdef VRS_STATIC
+#define VRS_API static
+#else
+#define VRS_API extern
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   Results and log items
+   ------------------------------------------------------------------------------------------- */
+
+typedef enum vrs_result {
+    VRS_OK = 0,
+    VRS_ERROR_INVALID_ARGUMENT,   /* a description or call argument out of range */
+    VRS_ERROR_OUT_OF_MEMORY,      /* vrs_create: the allocator or desc.memory was too small */
+    VRS_ERROR_ADDRESS,            /* vrs_create: the host/port cannot be resolved or bound */
+    VRS_ERROR_INVALID_CONNECTION, /* the handle is stale or was never valid */
+    VRS_ERROR_NOT_OPEN,           /* the connection is not (or no longer) an open WebSocket */
+    VRS_ERROR_TOO_LARGE,          /* the message can never fit the send queue or the frame rules */
+    VRS_ERROR_SLOW_CONSUMER,      /* the send queue overflowed; the client is being closed */
+    VRS_ERROR_POOL_EXHAUSTED,     /* the shared buffer pool is empty; the client is being closed */
+    VRS_ERROR_SYSTEM              /* a system call failed (errno tells why) */
+} vrs_result;
+
+VRS_API const char *vrs_result_string(vrs_result result);
+
+typedef enum vrs_log_level {
+    VRS_LOG_LEVEL_ERROR = 0,
+    VRS_LOG_LEVEL_WARNING = 1,
+    VRS_LOG_LEVEL_INFO = 2
+} vrs_log_level;
+
+/* Every log line the library writes, with a stable id. X(name, level, description). */
+#define VRS_LOG_ITEMS(X)                                                                          \
+    X(LISTENING, INFO, "listening")                                                               \
+    X(LISTEN_FAILED, ERROR, "cannot listen on the configured host and port")                      \
+    X(ACCEPT_FAILED, WARNING, "accept failed")                                                    \
+    X(DESCRIPTOR_LIMIT, WARNING, "out of file descriptors: accepting paused for 100 ms")          \
+    X(CONNECTIONS_FULL, WARNING, "connection table full: new client answered 503")                \
+    X(CONNECTION_OPENED, INFO, "WebSocket connection opened")                                     \
+    X(CONNECTION_CLOSED, INFO, "WebSocket connection closed")                                     \
+    X(REQUEST_TOO_LARGE, INFO, "request head too large: answered 431")                            \
+    X(BAD_REQUEST, INFO, "malformed request: answered 400")                                       \
+    X(BAD_UPGRADE, INFO, "bad WebSocket upgrade request: answered 400")                           \
+    X(UNSUPPORTED_VERSION, INFO, "unsupported WebSocket version: answered 426")                   \
+    X(UPGRADE_REFUSED, INFO, "the host refused the upgrade")                                      \
+    X(SUBPROTOCOL_NOT_OFFERED, WARNING, "the host chose a subprotocol the client did not offer")  \
+    X(HANDSHAKE_TIMEOUT, INFO, "handshake timeout: answered 408")                                 \
+    X(IDLE_TIMEOUT, INFO, "idle timeout: closing with 1001")                                      \
+    X(CLOSE_TIMEOUT, INFO, "the peer did not finish the close in time: connection dropped")       \
+    X(PROTOCOL_ERROR, INFO, "WebSocket protocol violation: closing with 1002")                    \
+    X(INVALID_UTF8, INFO, "invalid UTF-8: closing with 1007")                                     \
+    X(MESSAGE_TOO_LARGE, INFO, "message larger than max_message_size: closing with 1009")         \
+    X(SLOW_CONSUMER, WARNING, "send queue full: closing the client with 1013")                    \
+    X(POOL_EXHAUSTED, WARNING, "buffer pool exhausted: closing the client with 1013")             \
+    X(CONNECTION_RESET, INFO, "the client's connection ended without a close frame")              \
+    X(SYSTEM_ERROR, ERROR, "a system call failed")                                               \
+    X(ORIGIN_REFUSED, INFO, "Origin not allowed: socket refused with 403")                        \
+    X(VSN_REFUSED, INFO, "unsupported Phoenix serializer version: socket refused with 403")       \
+    X(CONNECT_REFUSED, INFO, "the connect hook refused the socket: 403")                         \
+    X(BAD_MESSAGE, INFO, "undecodable Phoenix message: closing with 1007")                       \
+    X(PEER_JOINED, INFO, "peer joined a room")                                                    \
+    X(PEER_LEFT, INFO, "peer left its room")                                                      \
+    X(ROOM_TABLE_FULL, WARNING, "room table full: join answered \"failed to start room\"")        \
+    X(CHANNEL_TABLE_FULL, WARNING, "channel table full: join answered \"server is full\"")
+
+typedef enum vrs_log_item {
+#define VRS__LOG_ENUM(name, level, text) VRS_LOG_##name,
+    VRS_LOG_ITEMS(VRS__LOG_ENUM)
+#undef VRS__LOG_ENUM
+    VRS_LOG_ITEM_COUNT
+} vrs_log_item;
+
+VRS_API const char *vrs_log_item_name(vrs_log_item item);
+
+/* ---------------------------------------------------------------------------------------------
+   Handles and requests
+   ------------------------------------------------------------------------------------------- */
+
+typedef struct vrs_server vrs_server;
+
+/* A connection: slot index + 1 in the low 20 bits, generation in the high 12. 0 is never valid. */
+typedef struct vrs_conn { uint32_t id; } vrs_conn;
+
+typedef enum vrs_message_type {
+    VRS_MESSAGE_TEXT = 1,  /* the WebSocket opcodes, so they can be passed on as they are */
+    VRS_MESSAGE_BINARY = 2
+} vrs_message_type;
+
+/* A span of bytes inside a request; not NUL-terminated. */
+typedef struct vrs_span { const char *ptr; size_t length; } vrs_span;
+
+typedef struct vrs_header { vrs_span name, value; } vrs_header;
+
+#define VRS_MAX_HEADERS 64
+
+/* A parsed HTTP request head, valid only during the callback that receives it. */
+typedef struct vrs_request {
+    vrs_span method;
+    vrs_span target;       /* as sent: path and query */
+    vrs_span path;         /* target up to '?' (not percent-decoded) */
+    vrs_span query;        /* after '?', empty when there is none */
+    int minor_version;     /* HTTP/1.<minor_version> */
+    int header_count;
+    vrs_header headers[VRS_MAX_HEADERS];
+    char remote_address[64]; /* "203.0.113.5:51234" or "[2001:db8::1]:51234" */
+} vrs_request;
+
+/* The value of the first header with this name (case-insensitive); length 0 when absent. */
+VRS_API vrs_span vrs_request_header(const vrs_request *request, const char *name);
+/* Copies the percent-decoded value of query parameter `name` into out (NUL-terminated).
+   Returns its length; -1 when absent; -2 when longer than capacity - 1 or malformed. */
+VRS_API int vrs_request_query(const vrs_request *request, const char *name, char *out,
+                              size_t capacity);
+/* 1 when the client listed `protocol` in Sec-WebSocket-Protocol. */
+VRS_API int vrs_request_offers_subprotocol(const vrs_request *request, const char *protocol);
+/* 1 when `span` equals the NUL-terminated `text` exactly. */
+VRS_API int vrs_span_equals(vrs_span span, const char *text);
+
+/* What on_upgrade decides. It starts as: accept, no subprotocol. */
+typedef struct vrs_upgrade_answer {
+    int refuse_status;         /* 0 accepts; an HTTP status (403, say) refuses */
+    const char *subprotocol;   /* must be one the client offered (static or long-lived text) */
+    void *conn_user_data;      /* stored with the connection: vrs_conn_user_data */
+} vrs_upgrade_answer;
+
+/* ---------------------------------------------------------------------------------------------
+   Phoenix channels and rooms
+   ------------------------------------------------------------------------------------------- */
+
+/* A room and a peer (one joined channel): slot index + 1 in the low 20 bits, generation in the
+   high 12. 0 is never valid. */
+typedef struct vrs_room { uint32_t id; } vrs_room;
+typedef struct vrs_peer { uint32_t id; } vrs_peer;
+
+/* What the connect hook sees of a Phoenix socket connection. */
+typedef struct vrs_connect_info {
+    const vrs_request *request;   /* vrs_request_query(info->request, "token", ...) reads params */
+    vrs_span origin;              /* the Origin header; length 0 when absent */
+    const char *remote_address;
+    const char *auth_token;       /* Phoenix 1.8 authToken, decoded; NULL when none was sent */
+    size_t auth_token_length;
+} vrs_connect_info;
+
+/* The room logic: where the original plugs in its SFU engine. Every callback is optional;
+   when all are NULL the default relay logic (shared/RELAY.md in the project) runs. */
+typedef struct vrs_room_logic {
+    void (*on_room_created)(vrs_server *server, vrs_room room, void *user_data);
+    void (*on_room_destroyed)(vrs_server *server, vrs_room room, void *user_data);
+    void (*on_peer_joined)(vrs_server *server, vrs_room room, vrs_peer peer, void *user_data);
+    void (*on_peer_left)(vrs_server *server, vrs_room room, vrs_peer peer, void *user_data);
+    /* A client's mediaEvent: `data` is the JSON text of D in {"data": D}, valid during the call. */
+    void (*on_media_event)(vrs_server *server, vrs_room room, vrs_peer peer, const char *data,
+                           size_t length, void *user_data);
+    void *user_data;
+} vrs_room_logic;
+
+/* ---------------------------------------------------------------------------------------------
+   The description
+   ------------------------------------------------------------------------------------------- */
+
+typedef struct vrs_allocator {
+    void *(*alloc)(size_t size, void *user_data);
+    void (*free)(void *pointer, void *user_data);
+    void *user_data;
+} vrs_allocator;
+
+typedef struct vrs_logger {
+    void (*func)(vrs_log_level level, vrs_log_item item, const char *message, void *user_data);
+    void *user_data;
+} vrs_logger;
+
+#define VRS_PORT_ANY (-1) /* desc.port: let the system choose; vrs_port() tells which */
+
+typedef struct vrs_desc {
+    const char *host;          /* "127.0.0.1"; "::" listens on every address, IPv4 and IPv6 */
+    int port;                  /* 4000; VRS_PORT_ANY for an ephemeral port */
+    int max_connections;       /* 1024 open connections; one more gets 503 */
+    int max_message_size;      /* 65536 bytes in one reassembled message; more closes with 1009 */
+    int max_request_size;      /* 8192 bytes of HTTP request head; more gets 431 */
+    int send_queue_size;       /* 262144 bytes queued for one client; more closes it with 1013 */
+    int buffer_pool_size;      /* max_connections * 16 KiB: the shared block pool, in bytes */
+    int handshake_timeout_ms;  /* 10000: from accept to a complete request head */
+    int idle_timeout_ms;       /* 60000: no data from an open client; closes with 1001 */
+    int close_timeout_ms;      /* 5000: waiting for the peer's close frame and TCP end */
+
+    /* A request that asks for a WebSocket upgrade passed every RFC 6455 check. Set
+       answer->refuse_status to refuse it; leave the answer as it is to accept. */
+    void (*on_upgrade)(vrs_server *server, vrs_conn conn, const vrs_request *request,
+                       vrs_upgrade_answer *answer, void *user_data);
+    void (*on_open)(vrs_server *server, vrs_conn conn, void *user_data);
+    /* One whole, reassembled message; `data` is valid only during the call. */
+    void (*on_message)(vrs_server *server, vrs_conn conn, vrs_message_type type,
+                       const void *data, size_t length, void *user_data);
+    /* Once for every connection that was opened: the close code sent or received
+       (1006 when the connection ended without one). The handle is stale afterwards. */
+    void (*on_close)(vrs_server *server, vrs_conn conn, int code, void *user_data);
+    /* A plain HTTP request (not an upgrade). Answer with vrs_http_respond during the call;
+       without an answer, or without this hook, the client gets 404. */
+    void (*on_http)(vrs_server *server, vrs_conn conn, const vrs_request *request,
+                    void *user_data);
+    void *user_data;
+
+    vrs_allocator allocator;   /* malloc/free through VRS_MALLOC/VRS_FREE */
+    void *memory;              /* or a block of vrs_memory_size(desc) bytes the host owns */
+    size_t memory_size;
+    vrs_logger logger;         /* VRS_DEFAULT_LOG: warnings and errors to stderr */
+
+    /* The Phoenix socket */
+    int disable_phoenix;       /* 0: the Phoenix socket serves socket_path; 1: plain WebSockets only */
+    const char *socket_path;   /* "/socket": clients connect to /socket/websocket?vsn=2.0.0 */
+    const char *const *allowed_origins; /* NULL: any Origin; else exact "scheme://host[:port]" */
+    int allowed_origin_count;
+    /* Refuse (return nonzero: 403) or accept (0) a Phoenix socket before any channel exists. */
+    int (*on_connect)(vrs_server *server, vrs_conn conn, const vrs_connect_info *info,
+                      void *user_data);
+    int max_channels_per_socket; /* 100, as Phoenix; more: "too many channels joined" */
+    int max_channels;          /* max_connections * 2 joined channels in all */
+    int max_rooms;             /* 256 rooms; more: "failed to start room" */
+    int max_peers_per_room;    /* 32 peer channels in one room; more: "room is full" */
+    int max_room_id_size;      /* 64 bytes of room id; more (or empty): "invalid room id" */
+    int max_metadata_size;     /* 1024 bytes of relay peer metadata; more: "metadata too large" */
+    vrs_room_logic room_logic; /* all NULL: the relay logic */
+} vrs_desc;
+
+/* ---------------------------------------------------------------------------------------------
+   Functions
+   ------------------------------------------------------------------------------------------- */
+
+/* Bytes vrs_create reserves for this description (its defaults resolved). */
+VRS_API size_t vrs_memory_size(const vrs_desc *desc);
+/* Reserves memory, binds and listens. On failure *server is NULL and a log line says why. */
+VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **server);
+/* Sends 1001 to every open client, makes one attempt to flush, closes every socket and frees
+   the memory (when it came from the allocator). */
+VRS_API void vrs_destroy(vrs_server *server);
+
+/* One round: poll for at most timeout_ms (0: do not wait), then accept, read, parse, dispatch,
+   write and run timers. Returns VRS_OK or VRS_ERROR_SYSTEM when poll itself failed. */
+VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms);
+
+/* For a host with its own poll loop: vrs_poll_fds fills `fds` with the descriptors the server
+   waits on and the events it wants (returns how many, at most capacity; capacity
+   max_connections + VRS_REJECT_SLOTS + 1 always suffices). Poll them with at most
+   vrs_timeout_ms() of waiting, then hand the same array, in the same order, with revents
+   filled, to vrs_process. */
+#define VRS_REJECT_SLOTS 16
+VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity);
+VRS_API int vrs_timeout_ms(vrs_server *server);
+VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count);
+
+/* Queue a whole message (one frame) to an open connection. */
+VRS_API vrs_result vrs_send(vrs_server *server, vrs_conn conn, vrs_message_type type,
+                            const void *data, size_t length);
+VRS_API vrs_result vrs_send_text(vrs_server *server, vrs_conn conn, const char *text,
+                                 size_t length);
+VRS_API vrs_result vrs_send_binary(vrs_server *server, vrs_conn conn, const void *data,
+                                   size_t length);
+/* A ping with at most 125 bytes of payload; the pong is consumed by the server. */
+VRS_API vrs_result vrs_send_ping(vrs_server *server, vrs_conn conn, const void *data,
+                                 size_t length);
+/* Starts the close handshake with `code` and a reason of at most 123 bytes (may be NULL).
+   on_close follows when the client answers, or after close_timeout_ms. */
+VRS_API vrs_result vrs_close(vrs_server *server, vrs_conn conn, int code, const char *reason);
+
+/* Answer a plain HTTP request from inside on_http. `extra_headers` is NULL or whole lines,
+   each ending in "\r\n". A HEAD request gets the headers alone. The connection closes after
+   the response. */
+VRS_API vrs_result vrs_http_respond(vrs_server *server, vrs_conn conn, int status,
+                                    const char *content_type, const char *extra_headers,
+                                    const void *body, size_t length);
+
+VRS_API void *vrs_conn_user_data(vrs_server *server, vrs_conn conn);
+VRS_API vrs_result vrs_conn_set_user_data(vrs_server *server, vrs_conn conn, void *user_data);
+/* "203.0.113.5:51234"; "" for a stale handle. */
+VRS_API const char *vrs_conn_remote_address(vrs_server *server, vrs_conn conn);
+/* 1 while the handle names a connection that can send and receive messages. */
+VRS_API int vrs_conn_is_open(vrs_server *server, vrs_conn conn);
+
+/* The port the server listens on (useful with VRS_PORT_ANY). */
+VRS_API int vrs_port(const vrs_server *server);
+
+typedef struct vrs_stats {
+    int connections;        /* accepted sockets in any state */
+    int open_connections;   /* WebSocket connections open (on_open seen, on_close not yet) */
+    int pool_blocks_total;
+    int pool_blocks_used;
+    uint64_t messages_received;
+    uint64_t messages_sent;
+} vrs_stats;
+VRS_API vrs_stats vrs_get_stats(const vrs_server *server);
+
+/* Rooms and peers, for the host's room logic. Every data argument is the JSON text of D; it is
+   checked, and sent to the client as the push `mediaEvent` with payload {"data": D}. */
+VRS_API vrs_result vrs_peer_send(vrs_server *server, vrs_peer peer, const char *data, size_t length);
+VRS_API vrs_result vrs_room_broadcast(vrs_server *server, vrs_room room, const char *data,
+                                      size_t length);
+VRS_API vrs_result vrs_room_broadcast_except(vrs_server *server, vrs_room room, vrs_peer except,
+                                             const char *data, size_t length);
+/* Any event: `payload` is JSON text (an object, as Phoenix clients expect). */
+VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *event,
+                                 const char *payload, size_t length);
+/* A binary push (V2 sockets only: V1 has no binary frames). */
+VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const char *event,
+                                        const void *payload, size_t length);
+/* Ends the room: each of its channels gets phx_error (clients rejoin and find a new room). */
+VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room);
+
+VRS_API vrs_room vrs_find_room(vrs_server *server, const char *room_id);
+VRS_API const char *vrs_room_name(vrs_server *server, vrs_room room); /* "" when stale */
+VRS_API int vrs_room_peer_count(vrs_server *server, vrs_room room);
+/* Copies up to `capacity` peers of the room, in the order they joined; returns how many. */
+VRS_API int vrs_room_peers(vrs_server *server, vrs_room room, vrs_peer *peers, int capacity);
+VRS_API vrs_peer vrs_find_peer(vrs_server *server, const char *peer_id);
+VRS_API const char *vrs_peer_id(vrs_server *server, vrs_peer peer); /* UUID; "" when stale */
+VRS_API vrs_room vrs_peer_room(vrs_server *server, vrs_peer peer);
+VRS_API vrs_conn vrs_peer_conn(vrs_server *server, vrs_peer peer);
+VRS_API void *vrs_room_user_data(vrs_server *server, vrs_room room);
+VRS_API vrs_result vrs_room_set_user_data(vrs_server *server, vrs_room room, void *user_data);
+VRS_API void *vrs_peer_user_data(vrs_server *server, vrs_peer peer);
+VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, void *user_data);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIDEOROOM_SIGNAL_H */
+
+/* =============================================================================================
+   IMPLEMENTATION
+   =========================================================================================== */
+#ifdef VRS_IMPLEMENTATION
+#ifndef VRS__IMPLEMENTED
+#define VRS__IMPLEMENTED
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef VRS_ASSERT
+#include <assert.h>
+#define VRS_ASSERT(c) assert(c)
+#endif
+#ifndef VRS_MEMCPY
+#define VRS_MEMCPY(d, s, n) memcpy((d), (s), (n))
+#endif
+#ifndef VRS_MEMSET
+#define VRS_MEMSET(d, v, n) memset((d), (v), (n))
+#endif
+#if defined(VRS_MALLOC) != defined(VRS_FREE)
+#error "define both VRS_MALLOC and VRS_FREE, or neither"
+#endif
+#ifndef VRS_MALLOC
+#include <stdlib.h>
+#define VRS_MALLOC(n) malloc(n)
+#define VRS_FREE(p) free(p)
+#endif
+#ifndef VRS_DEFAULT_LOG
+#define VRS_DEFAULT_LOG(level, item, message)                                                    \
+    do {                                                                                         \
+        if ((level) <= VRS_LOG_LEVEL_WARNING)                                                    \
+            fprintf(stderr, "videoroom_signal %s %s: %s\n",                                      \
+                    (level) == VRS_LOG_LEVEL_ERROR ? "error" : "warning",                        \
+                    vrs_log_item_name(item), (message));                                         \
+    } while (0)
+#endif
+#ifndef VRS_BLOCK_SIZE
+#define VRS_BLOCK_SIZE 4096
+#endif
+
+#ifdef __cplusplus
+#define VRS__CAST(type, value) static_cast<type>(value)
+#else
+#define VRS__CAST(type, value) ((type)(value))
+#endif
+
+#define VRS__NONE 0xFFFFFFFFu
+#define VRS__INDEX_BITS 20
+#define VRS__INDEX_MASK ((1u << VRS__INDEX_BITS) - 1u)
+#define VRS__MAX_CONNECTIONS ((int)VRS__INDEX_MASK - VRS_REJECT_SLOTS)
+#define VRS__READ_BUFFER_SIZE 65536
+#define VRS__IOV_BATCH 64
+#define VRS__ACCEPT_BATCH 64
+
+/* ---------------------------------------------------------------------------------------------
+   Names of results and log items
+   ------------------------------------------------------------------------------------------- */
+
+VRS_API const char *vrs_result_string(vrs_result result) {
+    switch (result) {
+    case VRS_OK: return "ok";
+    case VRS_ERROR_INVALID_ARGUMENT: return "invalid argument";
+    case VRS_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case VRS_ERROR_ADDRESS: return "cannot listen on the address";
+    case VRS_ERROR_INVALID_CONNECTION: return "invalid or stale connection handle";
+    case VRS_ERROR_NOT_OPEN: return "connection not open";
+    case VRS_ERROR_TOO_LARGE: return "message too large";
+    case VRS_ERROR_SLOW_CONSUMER: return "send queue full (slow consumer)";
+    case VRS_ERROR_POOL_EXHAUSTED: return "buffer pool exhausted";
+    case VRS_ERROR_SYSTEM: return "system call failed";
+    }
+    return "unknown result";
+}
+
+VRS_API const char *vrs_log_item_name(vrs_log_item item) {
+    switch (item) {
+#define VRS__LOG_NAME(name, level, text) case VRS_LOG_##name: return #name;
+        VRS_LOG_ITEMS(VRS__LOG_NAME)
+#undef VRS__LOG_NAME
+    case VRS_LOG_ITEM_COUNT: break;
+    }
+    return "UNKNOWN";
+}
+
+static vrs_log_level vrs__log_item_level(vrs_log_item item) {
+    switch (item) {
+#define VRS__LOG_LEVEL(name, level, text) case VRS_LOG_##name: return VRS_LOG_LEVEL_##level;
+        VRS_LOG_ITEMS(VRS__LOG_LEVEL)
+#undef VRS__LOG_LEVEL
+    case VRS_LOG_ITEM_COUNT: break;
+    }
+    return VRS_LOG_LEVEL_ERROR;
+}
+
+static const char *vrs__log_item_text(vrs_log_item item) {
+    switch (item) {
+#define VRS__LOG_TEXT(name, level, text) case VRS_LOG_##name: return text;
+        VRS_LOG_ITEMS(VRS__LOG_TEXT)
+#undef VRS__LOG_TEXT
+    case VRS_LOG_ITEM_COUNT: break;
+    }
+    return "";
+}
+
+/* ---------------------------------------------------------------------------------------------
+   SHA-1 (FIPS 180-4), only for Sec-WebSocket-Accept
+   ------------------------------------------------------------------------------------------- */
+
+typedef struct vrs__sha1 {
+    uint32_t state[5];
+    uint64_t total_bytes;
+    uint8_t block[64];
+    size_t block_fill;
+} vrs__sha1;
+
+static uint32_t vrs__rotl32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void vrs__sha1_init(vrs__sha1 *h) {
+    h->state[0] = 0x67452301u;
+    h->state[1] = 0xEFCDAB89u;
+    h->state[2] = 0x98BADCFEu;
+    h->state[3] = 0x10325476u;
+    h->state[4] = 0xC3D2E1F0u;
+    h->total_bytes = 0;
+    h->block_fill = 0;
+}
+
+static void vrs__sha1_compress(vrs__sha1 *h, const uint8_t *block) {
+    uint32_t w[80], a, b, c, d, e, f, k, t;
+    int i;
+    for (i = 0; i < 16; i++)
+        w[i] = (uint32_t)block[i * 4] << 24 | (uint32_t)block[i * 4 + 1] << 16 |
+               (uint32_t)block[i * 4 + 2] << 8 | (uint32_t)block[i * 4 + 3];
+    for (i = 16; i < 80; i++) w[i] = vrs__rotl32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    a = h->state[0]; b = h->state[1]; c = h->state[2]; d = h->state[3]; e = h->state[4];
+    for (i = 0; i < 80; i++) {
+        if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999u; }
+        else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1u; }
+        else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDCu; }
+        else { f = b ^ c ^ d; k = 0xCA62C1D6u; }
+        t = vrs__rotl32(a, 5) + f + e + k + w[i];
+        e = d; d = c; c = vrs__rotl32(b, 30); b = a; a = t;
+    }
+    h->state[0] += a; h->state[1] += b; h->state[2] += c; h->state[3] += d; h->state[4] += e;
+}
+
+static void vrs__sha1_update(vrs__sha1 *h, const void *data, size_t length) {
+    const uint8_t *p = VRS__CAST(const uint8_t *, data);
+    h->total_bytes += length;
+    while (length > 0) {
+        size_t take = 64 - h->block_fill;
+        if (take > length) take = length;
+        VRS_MEMCPY(h->block + h->block_fill, p, take);
+        h->block_fill += take;
+        p += take;
+        length -= take;
+        if (h->block_fill == 64) {
+            vrs__sha1_compress(h, h->block);
+            h->block_fill = 0;
+        }
+    }
+}
+
+static void vrs__sha1_final(vrs__sha1 *h, uint8_t digest[20]) {
+    uint64_t bits = h->total_bytes * 8;
+    uint8_t pad = 0x80, zero = 0, length_be[8];
+    int i;
+    vrs__sha1_update(h, &pad, 1);
+    while (h->block_fill != 56) vrs__sha1_update(h, &zero, 1);
+    for (i = 0; i < 8; i++) length_be[i] = (uint8_t)(bits >> (56 - 8 * i));
+    vrs__sha1_update(h, length_be, 8);
+    for (i = 0; i < 20; i++) digest[i] = (uint8_t)(h->state[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Base64 (RFC 4648, standard alphabet with padding)
+   ------------------------------------------------------------------------------------------- */
+
+static const char vrs__base64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Writes 4*ceil(n/3) characters and a NUL; returns the characters written. */
+static size_t vrs__base64_encode(const uint8_t *in, size_t n, char *out) {
+    size_t i, o = 0;
+    for (i = 0; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = vrs__base64_alphabet[(v >> 18) & 63];
+        out[o++] = vrs__base64_alphabet[(v >> 12) & 63];
+        out[o++] = vrs__base64_alphabet[(v >> 6) & 63];
+        out[o++] = vrs__base64_alphabet[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0u);
+        out[o++] = vrs__base64_alphabet[(v >> 18) & 63];
+        out[o++] = vrs__base64_alphabet[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? vrs__base64_alphabet[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int vrs__base64_value(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Strict decoding: length a multiple of 4, padding only at the end, unused bits zero.
+   Returns the decoded length, or -1. */
+static long vrs__base64_decode(const char *in, size_t n, uint8_t *out, size_t capacity) {
+    size_t i, o = 0;
+    if (n % 4 != 0) return -1;
+    for (i = 0; i < n; i += 4) {
+        int v0 = vrs__base64_value(in[i]), v1 = vrs__base64_value(in[i + 1]);
+        int v2 = vrs__base64_value(in[i + 2]), v3 = vrs__base64_value(in[i + 3]);
+        int last = i + 4 == n;
+        uint32_t v;
+        if (v0 < 0 || v1 < 0) return -1;
+        if (v2 < 0) {
+            if (!last || in[i + 2] != '=' || in[i + 3] != '=' || (v1 & 15)) return -1;
+            if (o + 1 > capacity) return -1;
+            out[o++] = (uint8_t)(v0 << 2 | v1 >> 4);
+            break;
+        }
+        if (v3 < 0) {
+            if (!last || in[i + 3] != '=' || (v2 & 3)) return -1;
+            if (o + 2 > capacity) return -1;
+            out[o++] = (uint8_t)(v0 << 2 | v1 >> 4);
+            out[o++] = (uint8_t)((v1 & 15) << 4 | v2 >> 2);
+            break;
+        }
+        if (o + 3 > capacity) return -1;
+        v = (uint32_t)v0 << 18 | (uint32_t)v1 << 12 | (uint32_t)v2 << 6 | (uint32_t)v3;
+        out[o++] = (uint8_t)(v >> 16);
+        out[o++] = (uint8_t)(v >> 8);
+        out[o++] = (uint8_t)v;
+    }
+    return (long)o;
+}
+
+/* Sec-WebSocket-Accept: base64(SHA-1(key + the RFC 6455 GUID)), 28 characters and a NUL. */
+static void vrs__websocket_accept(const char *key, size_t key_length, char out[29]) {
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    vrs__sha1 h;
+    uint8_t digest[20];
+    vrs__sha1_init(&h);
+    vrs__sha1_update(&h, key, key_length);
+    vrs__sha1_update(&h, guid, sizeof guid - 1);
+    vrs__sha1_final(&h, digest);
+    vrs__base64_encode(digest, 20, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   UTF-8 validation (RFC 3629), incremental so that text is checked as its bytes arrive.
+   The state is 0 between characters; otherwise it packs the continuation bytes still due and
+   the range the next one must fall in, which is how overlongs, surrogates and code points past
+   U+10FFFF are refused at their first impossible byte.
+   ------------------------------------------------------------------------------------------- */
+
+#define VRS__UTF8_ACCEPT 0u
+#define VRS__UTF8_REJECT 0xFFFFFFFFu
+
+static uint32_t vrs__utf8_state(uint32_t due, uint32_t low, uint32_t high) {
+    return due << 16 | low << 8 | high;
+}
+
+static uint32_t vrs__utf8_feed(uint32_t state, const uint8_t *p, size_t n) {
+    size_t i = 0;
+    if (state == VRS__UTF8_REJECT) return state;
+    while (i < n) {
+        uint8_t b = p[i];
+        if (state == VRS__UTF8_ACCEPT) {
+            /* ASCII runs are the common case: skip them eight bytes at a time */
+            while (i + 8 <= n) {
+                uint64_t word;
+                VRS_MEMCPY(&word, p + i, 8);
+                if (word & 0x8080808080808080ull) break;
+                i += 8;
+            }
+            if (i >= n) break;
+            b = p[i++];
+            if (b < 0x80) continue;
+            if (b >= 0xC2 && b <= 0xDF) state = vrs__utf8_state(1, 0x80, 0xBF);
+            else if (b == 0xE0) state = vrs__utf8_state(2, 0xA0, 0xBF);
+            else if (b == 0xED) state = vrs__utf8_state(2, 0x80, 0x9F);
+            else if (b >= 0xE1 && b <= 0xEF) state = vrs__utf8_state(2, 0x80, 0xBF);
+            else if (b == 0xF0) state = vrs__utf8_state(3, 0x90, 0xBF);
+            else if (b >= 0xF1 && b <= 0xF3) state = vrs__utf8_state(3, 0x80, 0xBF);
+            else if (b == 0xF4) state = vrs__utf8_state(3, 0x80, 0x8F);
+            else return VRS__UTF8_REJECT;
+        } else {
+            uint32_t due = state >> 16, low = (state >> 8) & 0xFF, high = state & 0xFF;
+            i++;
+            if (b < low || b > high) return VRS__UTF8_REJECT;
+            state = due == 1 ? VRS__UTF8_ACCEPT : vrs__utf8_state(due - 1, 0x80, 0xBF);
+        }
+    }
+    return state;
+}
+
+static int vrs__utf8_is_valid(const uint8_t *bytes, size_t length) {
+    return vrs__utf8_feed(VRS__UTF8_ACCEPT, bytes, length) == VRS__UTF8_ACCEPT;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Small text helpers
+   ------------------------------------------------------------------------------------------- */
+
+static int vrs__lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+static int vrs__span_equals_nocase(vrs_span span, const char *text) {
+    size_t i;
+    for (i = 0; i < span.length; i++)
+        if (text[i] == '\0' || vrs__lower((unsigned char)span.ptr[i]) != vrs__lower((unsigned char)text[i]))
+            return 0;
+    return text[i] == '\0';
+}
+
+VRS_API int vrs_span_equals(vrs_span span, const char *text) {
+    size_t n = strlen(text);
+    return span.length == n && (n == 0 || memcmp(span.ptr, text, n) == 0);
+}
+
+static int vrs__is_space(char c) { return c == ' ' || c == '\t'; }
+
+/* Calls back for each element of a comma-separated header value list, trimmed; stops and
+   returns 1 when `match` returns 1. */
+static int vrs__list_contains_nocase(vrs_span list, const char *token) {
+    size_t i = 0;
+    while (i < list.length) {
+        size_t start, end;
+        while (i < list.length && (vrs__is_space(list.ptr[i]) || list.ptr[i] == ',')) i++;
+        start = i;
+        while (i < list.length && list.ptr[i] != ',') i++;
+        end = i;
+        while (end > start && vrs__is_space(list.ptr[end - 1])) end--;
+        if (end > start) {
+            vrs_span item;
+            item.ptr = list.ptr + start;
+            item.length = end - start;
+            if (vrs__span_equals_nocase(item, token)) return 1;
+        }
+    }
+    return 0;
+}
+
+static int vrs__list_contains(vrs_span list, const char *token) {
+    size_t i = 0;
+    while (i < list.length) {
+        size_t start, end;
+        while (i < list.length && (vrs__is_space(list.ptr[i]) || list.ptr[i] == ',')) i++;
+        start = i;
+        while (i < list.length && list.ptr[i] != ',') i++;
+        end = i;
+        while (end > start && vrs__is_space(list.ptr[end - 1])) end--;
+        if (end > start) {
+            vrs_span item;
+            item.ptr = list.ptr + start;
+            item.length = end - start;
+            if (vrs_span_equals(item, token)) return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   JSON (RFC 8259): a strict reader over the caller's bytes and a writer into a fixed buffer
+   ------------------------------------------------------------------------------------------- */
+
+/*
+   Needs <stddef.h>, <stdint.h>, <string.h> (memcmp, memcpy, strlen) and, defined earlier,
+   static int vrs__utf8_is_valid(const uint8_t *bytes, size_t length).
+   Nothing here allocates or keeps state between calls. The reader validates a frame once with
+   vrs__json_validate (iterative, O(n), bounded nesting); the cursor functions then walk the
+   validated text in place. They trust that validation but never read past a slice's end, so
+   garbage makes them return 0 instead of crashing. */
+
+/* Deepest nesting vrs__json_validate will follow: one bit per level in a 128-byte stack. */
+#define VRS__JSON_MAX_DEPTH 1024
+
+typedef struct vrs__json_slice {
+    const char *start;
+    size_t length;
+} vrs__json_slice;
+
+typedef enum vrs__json_kind {
+    VRS__JSON_INVALID,
+    VRS__JSON_NULL,
+    VRS__JSON_FALSE,
+    VRS__JSON_TRUE,
+    VRS__JSON_NUMBER,
+    VRS__JSON_STRING,
+    VRS__JSON_ARRAY,
+    VRS__JSON_OBJECT
+} vrs__json_kind;
+
+/* The unread part of an array's or object's contents, between its brackets. */
+typedef struct vrs__json_cursor {
+    const char *at;
+    const char *end;
+} vrs__json_cursor;
+
+static int vrs__json_is_whitespace(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static const char *vrs__json_skip_whitespace(const char *at, const char *end) {
+    while (at < end && vrs__json_is_whitespace(*at)) at++;
+    return at;
+}
+
+static int vrs__json_is_digit_at(const char *at, const char *end) {
+    return at < end && *at >= '0' && *at <= '9';
+}
+
+/* Slices handed in by callers may be a whole frame with surrounding whitespace. */
+static vrs__json_slice vrs__json_trim(vrs__json_slice value) {
+    const char *end;
+    if (!value.start) {
+        value.length = 0;
+        return value;
+    }
+    end = value.start + value.length;
+    value.start = vrs__json_skip_whitespace(value.start, end);
+    while (end > value.start && vrs__json_is_whitespace(end[-1])) end--;
+    value.length = (size_t)(end - value.start);
+    return value;
+}
+
+/* The value of four hex digits, or -1; long because int may be 16 bits. */
+static long vrs__json_hex4(const char *at) {
+    long value = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        char c = at[i];
+        int digit;
+        if (c >= '0' && c <= '9') digit = c - '0';
+        else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+        else return -1;
+        value = value * 16 + digit;
+    }
+    return value;
+}
+
+/* ---- Validation: each scanner returns the byte after what it matched, or NULL. ---- */
+
+static const char *vrs__json_scan_string(const char *at, const char *end) {
+    at++; /* the opening quote */
+    while (at < end) {
+        unsigned char c = (unsigned char)*at;
+        if (c == '"') return at + 1;
+        if (c < 0x20) return NULL;
+        if (c == '\\') {
+            if (end - at < 2) return NULL;
+            switch (at[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                at += 2;
+                break;
+            case 'u':
+                /* Lone surrogates pass: JSONTestSuite leaves them to the implementation. */
+                if (end - at < 6 || vrs__json_hex4(at + 2) < 0) return NULL;
+                at += 6;
+                break;
+            default:
+                return NULL;
+            }
+        } else if (c >= 0x80) {
+            /* A run of bytes >= 0x80 is bounded by ASCII, so checking each run checks it all. */
+            const char *run = at;
+            while (at < end && (unsigned char)*at >= 0x80) at++;
+            if (!vrs__utf8_is_valid((const uint8_t *)run, (size_t)(at - run))) return NULL;
+        } else {
+            at++;
+        }
+    }
+    return NULL;
+}
+
+static const char *vrs__json_scan_number(const char *at, const char *end) {
+    if (at < end && *at == '-') at++;
+    if (at >= end) return NULL;
+    if (*at == '0') {
+        at++; /* no leading zeros: whatever follows must be a fraction, exponent or delimiter */
+    } else if (*at >= '1' && *at <= '9') {
+        while (vrs__json_is_digit_at(at, end)) at++;
+    } else {
+        return NULL;
+    }
+    if (at < end && *at == '.') {
+        at++;
+        if (!vrs__json_is_digit_at(at, end)) return NULL;
+        while (vrs__json_is_digit_at(at, end)) at++;
+    }
+    if (at < end && (*at == 'e' || *at == 'E')) {
+        at++;
+        if (at < end && (*at == '+' || *at == '-')) at++;
+        if (!vrs__json_is_digit_at(at, end)) return NULL;
+        while (vrs__json_is_digit_at(at, end)) at++;
+    }
+    return at;
+}
+
+static const char *vrs__json_scan_word(const char *at, const char *end, const char *word) {
+    size_t length = strlen(word);
+    if ((size_t)(end - at) < length || memcmp(at, word, length) != 0) return NULL;
+    return at + length;
+}
+
+/* Any value but an array or object; at < end. */
+static const char *vrs__json_scan_scalar(const char *at, const char *end) {
+    switch (*at) {
+    case '"': return vrs__json_scan_string(at, end);
+    case 't': return vrs__json_scan_word(at, end, "true");
+    case 'f': return vrs__json_scan_word(at, end, "false");
+    case 'n': return vrs__json_scan_word(at, end, "null");
+    default: return vrs__json_scan_number(at, end);
+    }
+}
+
+/* An object member's `"key" :`, leading whitespace included. */
+static const char *vrs__json_scan_key(const char *at, const char *end) {
+    at = vrs__json_skip_whitespace(at, end);
+    if (at >= end || *at != '"') return NULL;
+    at = vrs__json_scan_string(at, end);
+    if (!at) return NULL;
+    at = vrs__json_skip_whitespace(at, end);
+    if (at >= end || *at != ':') return NULL;
+    return at + 1;
+}
+
+/* 1 if text is exactly one RFC 8259 value (with optional whitespace around it) nested at most
+   max_depth arrays/objects deep; max_depth is clamped to VRS__JSON_MAX_DEPTH. */
+static int vrs__json_validate(const char *text, size_t length, int max_depth) {
+    /* Bit n set: the container at depth n is an object, so it expects "}" and keys. */
+    uint8_t object_levels[VRS__JSON_MAX_DEPTH / 8] = {0};
+    const char *at = text, *end;
+    int depth = 0;
+    if (!text) return 0;
+    end = text + length;
+    if (max_depth > VRS__JSON_MAX_DEPTH) max_depth = VRS__JSON_MAX_DEPTH;
+    for (;;) {
+        /* A value is expected here. */
+        at = vrs__json_skip_whitespace(at, end);
+        if (at >= end) return 0;
+        if (*at == '[' || *at == '{') {
+            int is_object = *at == '{';
+            uint8_t bit = (uint8_t)(1u << (depth & 7));
+            if (depth >= max_depth) return 0;
+            if (is_object) object_levels[depth >> 3] = (uint8_t)(object_levels[depth >> 3] | bit);
+            else object_levels[depth >> 3] = (uint8_t)(object_levels[depth >> 3] & ~bit);
+            depth++;
+            at = vrs__json_skip_whitespace(at + 1, end);
+            if (at < end && *at == (is_object ? '}' : ']')) {
+                at++;
+                depth--;
+            } else {
+                if (is_object && !(at = vrs__json_scan_key(at, end))) return 0;
+                continue;
+            }
+        } else if (!(at = vrs__json_scan_scalar(at, end))) {
+            return 0;
+        }
+        /* A value ended: close containers until one continues with a comma. */
+        for (;;) {
+            int is_object;
+            at = vrs__json_skip_whitespace(at, end);
+            if (depth == 0) return at == end;
+            if (at >= end) return 0;
+            is_object = (object_levels[(depth - 1) >> 3] >> ((depth - 1) & 7)) & 1;
+            if (*at == ',') {
+                at++;
+                if (is_object && !(at = vrs__json_scan_key(at, end))) return 0;
+                break;
+            }
+            if (*at != (is_object ? '}' : ']')) return 0;
+            at++;
+            depth--;
+        }
+    }
+}
+
+/* ---- Walking validated values ---- */
+
+static vrs__json_kind vrs__json_kind_of(vrs__json_slice value) {
+    value = vrs__json_trim(value);
+    if (value.length == 0) return VRS__JSON_INVALID;
+    switch (value.start[0]) {
+    case 'n': return VRS__JSON_NULL;
+    case 'f': return VRS__JSON_FALSE;
+    case 't': return VRS__JSON_TRUE;
+    case '"': return VRS__JSON_STRING;
+    case '[': return VRS__JSON_ARRAY;
+    case '{': return VRS__JSON_OBJECT;
+    default:
+        if (value.start[0] == '-' || (value.start[0] >= '0' && value.start[0] <= '9'))
+            return VRS__JSON_NUMBER;
+        return VRS__JSON_INVALID;
+    }
+}
+
+/* The end of the string token whose opening quote is at `at`, trusting its escapes. */
+static const char *vrs__json_skip_string(const char *at, const char *end) {
+    for (at++; at < end; at++) {
+        if (*at == '\\') {
+            if (++at >= end) return NULL;
+        } else if (*at == '"') {
+            return at + 1;
+        }
+    }
+    return NULL;
+}
+
+/* The end of the value starting at `at`, trusting validation; NULL if it runs past end. */
+static const char *vrs__json_skip_value(const char *at, const char *end) {
+    const char *start = at;
+    if (at >= end) return NULL;
+    if (*at == '"') return vrs__json_skip_string(at, end);
+    if (*at == '[' || *at == '{') {
+        /* Validated brackets match, so counting them is enough; strings may hold brackets. */
+        size_t open = 0;
+        while (at < end) {
+            if (*at == '"') {
+                at = vrs__json_skip_string(at, end);
+                if (!at) return NULL;
+                continue;
+            }
+            if (*at == '[' || *at == '{') {
+                open++;
+            } else if (*at == ']' || *at == '}') {
+                if (--open == 0) return at + 1;
+            }
+            at++;
+        }
+        return NULL;
+    }
+    /* A number or literal runs to the next delimiter. */
+    while (at < end && !vrs__json_is_whitespace(*at) && *at != ',' && *at != ':' && *at != ']' &&
+           *at != '}' && *at != '[' && *at != '{' && *at != '"')
+        at++;
+    return at > start ? at : NULL;
+}
+
+/* Past the whitespace and the one comma that follow an item. */
+static const char *vrs__json_skip_separator(const char *at, const char *end) {
+    at = vrs__json_skip_whitespace(at, end);
+    if (at < end && *at == ',') at++;
+    return at;
+}
+
+/* Positions cursor inside an array or object; 0 (and an empty cursor) for anything else. */
+static int vrs__json_enter(vrs__json_slice container, vrs__json_cursor *cursor) {
+    char first, last;
+    container = vrs__json_trim(container);
+    cursor->at = cursor->end = container.start;
+    if (container.length < 2) return 0;
+    first = container.start[0];
+    last = container.start[container.length - 1];
+    if (!((first == '[' && last == ']') || (first == '{' && last == '}'))) return 0;
+    cursor->at = container.start + 1;
+    cursor->end = container.start + container.length - 1;
+    return 1;
+}
+
+/* The next array element's exact text; 0 at the end (or on garbage, which ends the walk). */
+static int vrs__json_next_element(vrs__json_cursor *cursor, vrs__json_slice *element) {
+    const char *start = vrs__json_skip_whitespace(cursor->at, cursor->end);
+    const char *after = vrs__json_skip_value(start, cursor->end);
+    element->start = NULL;
+    element->length = 0;
+    if (!after) {
+        cursor->at = cursor->end;
+        return 0;
+    }
+    element->start = start;
+    element->length = (size_t)(after - start);
+    cursor->at = vrs__json_skip_separator(after, cursor->end);
+    return 1;
+}
+
+/* The next object member: key is the raw string token, quotes included; 0 at the end. */
+static int vrs__json_next_member(vrs__json_cursor *cursor, vrs__json_slice *key, vrs__json_slice *value) {
+    const char *end = cursor->end;
+    const char *key_start = vrs__json_skip_whitespace(cursor->at, end);
+    const char *key_end = NULL, *value_start = NULL, *value_end = NULL;
+    key->start = value->start = NULL;
+    key->length = value->length = 0;
+    if (key_start < end && *key_start == '"') key_end = vrs__json_skip_string(key_start, end);
+    if (key_end) value_start = vrs__json_skip_whitespace(key_end, end);
+    if (value_start && value_start < end && *value_start == ':') {
+        value_start = vrs__json_skip_whitespace(value_start + 1, end);
+        value_end = vrs__json_skip_value(value_start, end);
+    }
+    if (!value_end) {
+        cursor->at = end;
+        return 0;
+    }
+    key->start = key_start;
+    key->length = (size_t)(key_end - key_start);
+    value->start = value_start;
+    value->length = (size_t)(value_end - value_start);
+    cursor->at = vrs__json_skip_separator(value_end, end);
+    return 1;
+}
+
+/* ---- Decoding strings ---- */
+
+/* The bytes between a string token's quotes; 0 if the slice is not quoted. */
+static int vrs__json_string_content(vrs__json_slice token, const char **begin, const char **end) {
+    token = vrs__json_trim(token);
+    if (token.length < 2 || token.start[0] != '"' || token.start[token.length - 1] != '"') return 0;
+    *begin = token.start + 1;
+    *end = token.start + token.length - 1;
+    return 1;
+}
+
+static int vrs__json_encode_utf8(uint32_t code_point, char out[4]) {
+    if (code_point < 0x80) {
+        out[0] = (char)code_point;
+        return 1;
+    }
+    if (code_point < 0x800) {
+        out[0] = (char)(0xC0 | (code_point >> 6));
+        out[1] = (char)(0x80 | (code_point & 0x3F));
+        return 2;
+    }
+    if (code_point < 0x10000) {
+        out[0] = (char)(0xE0 | (code_point >> 12));
+        out[1] = (char)(0x80 | ((code_point >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (code_point & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (code_point >> 18));
+    out[1] = (char)(0x80 | ((code_point >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((code_point >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (code_point & 0x3F));
+    return 4;
+}
+
+/* Decodes one raw byte or one escape of string content at *at into out: the number of bytes
+   written, 0 at end, -1 on a malformed escape. A surrogate pair is one escape; a surrogate
+   without its partner becomes U+FFFD, since UTF-8 cannot carry it. */
+static int vrs__json_decode_step(const char **at, const char *end, char out[4]) {
+    const char *p = *at;
+    long unit;
+    uint32_t code_point;
+    if (p >= end) return 0;
+    if (*p != '\\') {
+        out[0] = *p;
+        *at = p + 1;
+        return 1;
+    }
+    if (end - p < 2) return -1;
+    if (p[1] != 'u') {
+        switch (p[1]) {
+        case '"': out[0] = '"'; break;
+        case '\\': out[0] = '\\'; break;
+        case '/': out[0] = '/'; break;
+        case 'b': out[0] = '\b'; break;
+        case 'f': out[0] = '\f'; break;
+        case 'n': out[0] = '\n'; break;
+        case 'r': out[0] = '\r'; break;
+        case 't': out[0] = '\t'; break;
+        default: return -1;
+        }
+        *at = p + 2;
+        return 1;
+    }
+    if (end - p < 6 || (unit = vrs__json_hex4(p + 2)) < 0) return -1;
+    p += 6;
+    code_point = (uint32_t)unit;
+    if (unit >= 0xD800 && unit <= 0xDBFF) {
+        long low = -1;
+        if (end - p >= 6 && p[0] == '\\' && p[1] == 'u') low = vrs__json_hex4(p + 2);
+        if (low >= 0xDC00 && low <= 0xDFFF) {
+            code_point = (uint32_t)(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00));
+            p += 6;
+        } else {
+            code_point = 0xFFFD;
+        }
+    } else if (unit >= 0xDC00 && unit <= 0xDFFF) {
+        code_point = 0xFFFD;
+    }
+    *at = p;
+    return vrs__json_encode_utf8(code_point, out);
+}
+
+/* 1 if the decoded string token equals the NUL-terminated UTF-8 text. */
+static int vrs__json_string_equals(vrs__json_slice string_token, const char *text) {
+    const char *at, *end;
+    char unit[4];
+    size_t matched = 0;
+    int count, i;
+    if (!text || !vrs__json_string_content(string_token, &at, &end)) return 0;
+    while ((count = vrs__json_decode_step(&at, end, unit)) > 0) {
+        /* Checking text's NUL first keeps a decoded \u0000 from reading past it. */
+        for (i = 0; i < count; i++, matched++)
+            if (text[matched] == '\0' || text[matched] != unit[i]) return 0;
+    }
+    return count == 0 && text[matched] == '\0';
+}
+
+/* Decodes a string token (quotes included) into out as UTF-8. Returns the decoded length, or -1
+   if it does not fit in capacity or the token is not a string. A terminating NUL is written
+   only when length < capacity (so a result that exactly fills out is not terminated). The
+   decoded text is never longer than the token, so capacity = token length always suffices. */
+static long vrs__json_string_decode(vrs__json_slice string_token, char *out, size_t capacity) {
+    const char *at, *end;
+    char unit[4];
+    size_t length = 0;
+    int count;
+    if (!vrs__json_string_content(string_token, &at, &end)) return -1;
+    while ((count = vrs__json_decode_step(&at, end, unit)) > 0) {
+        if ((size_t)count > capacity - length) return -1;
+        memcpy(out + length, unit, (size_t)count);
+        length += (size_t)count;
+    }
+    if (count < 0 || length > ((unsigned long)-1 >> 1)) return -1;
+    if (length < capacity) out[length] = '\0';
+    return (long)length;
+}
+
+/* Finds a member by decoded key; when a key repeats, the last one wins. */
+static int vrs__json_object_get(vrs__json_slice object, const char *key, vrs__json_slice *value) {
+    vrs__json_cursor cursor;
+    vrs__json_slice member_key, member_value;
+    int found = 0;
+    if (vrs__json_kind_of(object) != VRS__JSON_OBJECT || !vrs__json_enter(object, &cursor)) return 0;
+    while (vrs__json_next_member(&cursor, &member_key, &member_value)) {
+        if (vrs__json_string_equals(member_key, key)) {
+            *value = member_value;
+            found = 1;
+        }
+    }
+    return found;
+}
+
+/* Appends a string literal's bytes. */
+#define VRS__JW_LITERAL(w, literal) vrs__jw_raw((w), (literal), sizeof(literal) - 1)
+
+/* ---- Writer: appends into a fixed buffer; the first write that does not fit sets overflowed,
+   writes nothing, and every later write is ignored. The buffer is not NUL-terminated. ---- */
+
+typedef struct vrs__json_writer {
+    char *buffer;
+    size_t capacity;
+    size_t length;
+    int overflowed;
+} vrs__json_writer;
+
+static void vrs__jw_init(vrs__json_writer *w, char *buffer, size_t capacity) {
+    w->buffer = buffer;
+    w->capacity = buffer ? capacity : 0;
+    w->length = 0;
+    w->overflowed = 0;
+}
+
+/* Appends bytes as they are, e.g. structure or already validated JSON. */
+static void vrs__jw_raw(vrs__json_writer *w, const char *bytes, size_t length) {
+    if (w->overflowed || length == 0) return;
+    if (length > w->capacity - w->length) {
+        w->overflowed = 1;
+        return;
+    }
+    memcpy(w->buffer + w->length, bytes, length);
+    w->length += length;
+}
+
+/* Writes utf8 (the caller's valid UTF-8) as a quoted JSON string. U+2028 and U+2029 are escaped
+   too: JSON allows them raw, but older JavaScript string literals do not. */
+static void vrs__jw_string(vrs__json_writer *w, const char *utf8, size_t length) {
+    size_t i, plain_from = 0;
+    VRS__JW_LITERAL(w, "\"");
+    for (i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)utf8[i];
+        char escape[6];
+        size_t escape_length = 2;
+        escape[0] = '\\';
+        switch (c) {
+        case '"': escape[1] = '"'; break;
+        case '\\': escape[1] = '\\'; break;
+        case '\b': escape[1] = 'b'; break;
+        case '\f': escape[1] = 'f'; break;
+        case '\n': escape[1] = 'n'; break;
+        case '\r': escape[1] = 'r'; break;
+        case '\t': escape[1] = 't'; break;
+        default:
+            if (c < 0x20) {
+                memcpy(escape + 1, "u00", 3);
+                escape[4] = "0123456789abcdef"[c >> 4];
+                escape[5] = "0123456789abcdef"[c & 15];
+                escape_length = 6;
+            } else if (c == 0xE2 && length - i >= 3 && (unsigned char)utf8[i + 1] == 0x80 &&
+                       ((unsigned char)utf8[i + 2] == 0xA8 || (unsigned char)utf8[i + 2] == 0xA9)) {
+                memcpy(escape + 1, (unsigned char)utf8[i + 2] == 0xA8 ? "u2028" : "u2029", 5);
+                escape_length = 6;
+            } else {
+                continue;
+            }
+        }
+        vrs__jw_raw(w, utf8 + plain_from, i - plain_from);
+        vrs__jw_raw(w, escape, escape_length);
+        if (escape_length == 6 && c == 0xE2) i += 2; /* the rest of U+2028/U+2029 */
+        plain_from = i + 1;
+    }
+    vrs__jw_raw(w, utf8 + plain_from, length - plain_from);
+    VRS__JW_LITERAL(w, "\"");
+}
+
+static void vrs__jw_cstring(vrs__json_writer *w, const char *nul_terminated) {
+    vrs__jw_string(w, nul_terminated, strlen(nul_terminated));
+}
+
+static void vrs__jw_null(vrs__json_writer *w) {
+    VRS__JW_LITERAL(w, "null");
+}
+
+/* ---------------------------------------------------------------------------------------------
+   HTTP request heads
+   ------------------------------------------------------------------------------------------- */
+
+typedef enum vrs__parse_status {
+    VRS__PARSE_NEED_MORE = 0,
+    VRS__PARSE_DONE = 1,
+    VRS__PARSE_BAD = -1,
+    VRS__PARSE_TOO_MANY_HEADERS = -2
+} vrs__parse_status;
+
+static int vrs__is_token_char(unsigned char c) {
+    /* RFC 9110 tchar */
+    if (c >= '0' && c <= '9') return 1;
+    if ((c | 32) >= 'a' && (c | 32) <= 'z') return 1;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Finds the end of the head: the first empty line (CRLF, or a bare LF, which RFC 9112 lets a
+   recipient accept). Returns the head's length including that line, or 0 when not yet there. */
+static size_t vrs__http_head_length(const char *data, size_t length) {
+    size_t i;
+    for (i = 0; i < length; i++) {
+        if (data[i] != '\n') continue;
+        if (i + 1 < length && data[i + 1] == '\n') return i + 2;
+        if (i + 2 < length && data[i + 1] == '\r' && data[i + 2] == '\n') return i + 3;
+    }
+    return 0;
+}
+
+/* Parses one complete head (as measured by vrs__http_head_length). */
+static vrs__parse_status vrs__http_parse(const char *data, size_t length, vrs_request *request) {
+    const char *p = data, *end = data + length, *line_end;
+    size_t n;
+    VRS_MEMSET(request, 0, sizeof *request);
+    /* request line: method SP target SP HTTP/1.x */
+    line_end = VRS__CAST(const char *, memchr(p, '\n', (size_t)(end - p)));
+    if (!line_end) return VRS__PARSE_BAD;
+    n = (size_t)(line_end - p);
+    if (n > 0 && p[n - 1] == '\r') n--;
+    {
+        const char *q = p, *line = p + n;
+        request->method.ptr = q;
+        while (q < line && vrs__is_token_char((unsigned char)*q)) q++;
+        request->method.length = (size_t)(q - p);
+        if (request->method.length == 0 || q >= line || *q != ' ') return VRS__PARSE_BAD;
+        q++;
+        request->target.ptr = q;
+        while (q < line && (unsigned char)*q > ' ' && *q != 0x7F) q++;
+        request->target.length = (size_t)(q - request->target.ptr);
+        if (request->target.length == 0 || q >= line || *q != ' ') return VRS__PARSE_BAD;
+        q++;
+        if ((size_t)(line - q) != 8 || memcmp(q, "HTTP/1.", 7) != 0 || q[7] < '0' || q[7] > '9')
+            return VRS__PARSE_BAD;
+        request->minor_version = q[7] - '0';
+    }
+    {
+        const char *question = VRS__CAST(const char *, memchr(request->target.ptr, '?', request->target.length));
+        request->path.ptr = request->target.ptr;
+        if (question) {
+            request->path.length = (size_t)(question - request->target.ptr);
+            request->query.ptr = question + 1;
+            request->query.length = request->target.length - request->path.length - 1;
+        } else {
+            request->path.length = request->target.length;
+            request->query.ptr = request->target.ptr + request->target.length;
+        }
+    }
+    p = line_end + 1;
+    /* header fields: name ":" OWS value OWS, up to the empty line */
+    for (;;) {
+        const char *colon, *v, *ve;
+        line_end = VRS__CAST(const char *, memchr(p, '\n', (size_t)(end - p)));
+        if (!line_end) return VRS__PARSE_BAD;
+        n = (size_t)(line_end - p);
+        if (n > 0 && p[n - 1] == '\r') n--;
+        if (n == 0) break;
+        if (vrs__is_space(*p)) return VRS__PARSE_BAD; /* obsolete line folding */
+        colon = p;
+        while (colon < p + n && vrs__is_token_char((unsigned char)*colon)) colon++;
+        if (colon == p || colon >= p + n || *colon != ':') return VRS__PARSE_BAD;
+        v = colon + 1;
+        ve = p + n;
+        while (v < ve && vrs__is_space(*v)) v++;
+        while (ve > v && vrs__is_space(ve[-1])) ve--;
+        {
+            const char *c;
+            for (c = v; c < ve; c++)
+                if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7F) return VRS__PARSE_BAD;
+        }
+        if (request->header_count == VRS_MAX_HEADERS) return VRS__PARSE_TOO_MANY_HEADERS;
+        request->headers[request->header_count].name.ptr = p;
+        request->headers[request->header_count].name.length = (size_t)(colon - p);
+        request->headers[request->header_count].value.ptr = v;
+        request->headers[request->header_count].value.length = (size_t)(ve - v);
+        request->header_count++;
+        p = line_end + 1;
+    }
+    return VRS__PARSE_DONE;
+}
+
+VRS_API vrs_span vrs_request_header(const vrs_request *request, const char *name) {
+    vrs_span none;
+    int i;
+    for (i = 0; i < request->header_count; i++)
+        if (vrs__span_equals_nocase(request->headers[i].name, name)) return request->headers[i].value;
+    none.ptr = "";
+    none.length = 0;
+    return none;
+}
+
+static int vrs__hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if ((c | 32) >= 'a' && (c | 32) <= 'f') return (c | 32) - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decodes `in` (and '+' as space, as forms encode it). Returns the length or -1. */
+static long vrs__percent_decode(const char *in, size_t n, char *out, size_t capacity) {
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= n) return -1;
+            hi = vrs__hex_value(in[i + 1]);
+            lo = vrs__hex_value(in[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (o + 1 >= capacity) return -1;
+        out[o++] = c;
+    }
+    if (o < capacity) out[o] = '\0';
+    return (long)o;
+}
+
+VRS_API int vrs_request_query(const vrs_request *request, const char *name, char *out,
+                              size_t capacity) {
+    const char *p = request->query.ptr, *end = p + request->query.length;
+    size_t name_length = strlen(name);
+    while (p < end) {
+        const char *pair_end = p, *equals;
+        while (pair_end < end && *pair_end != '&') pair_end++;
+        equals = p;
+        while (equals < pair_end && *equals != '=') equals++;
+        if ((size_t)(equals - p) == name_length && memcmp(p, name, name_length) == 0) {
+            const char *value = equals < pair_end ? equals + 1 : pair_end;
+            long decoded;
+            if (capacity == 0) return -2;
+            decoded = vrs__percent_decode(value, (size_t)(pair_end - value), out, capacity);
+            return decoded < 0 ? -2 : (int)decoded;
+        }
+        p = pair_end < end ? pair_end + 1 : end;
+    }
+    return -1;
+}
+
+VRS_API int vrs_request_offers_subprotocol(const vrs_request *request, const char *protocol) {
+    int i;
+    for (i = 0; i < request->header_count; i++)
+        if (vrs__span_equals_nocase(request->headers[i].name, "Sec-WebSocket-Protocol") &&
+            vrs__list_contains(request->headers[i].value, protocol))
+            return 1;
+    return 0;
+}
+
+/* The outcome of checking a request as a WebSocket upgrade (RFC 6455 section 4.2.1). */
+typedef enum vrs__upgrade_check {
+    VRS__NOT_AN_UPGRADE = 0, /* plain HTTP */
+    VRS__UPGRADE_VALID,
+    VRS__UPGRADE_BAD,        /* 400 */
+    VRS__UPGRADE_VERSION     /* 426 */
+} vrs__upgrade_check;
+
+static int vrs__header_present(const vrs_request *request, const char *name) {
+    int i;
+    for (i = 0; i < request->header_count; i++)
+        if (vrs__span_equals_nocase(request->headers[i].name, name)) return 1;
+    return 0;
+}
+
+/* 1 when any header of this name lists the token (headers may repeat). */
+static int vrs__headers_list_token(const vrs_request *request, const char *name, const char *token) {
+    int i;
+    for (i = 0; i < request->header_count; i++)
+        if (vrs__span_equals_nocase(request->headers[i].name, name) &&
+            vrs__list_contains_nocase(request->headers[i].value, token))
+            return 1;
+    return 0;
+}
+
+static vrs__upgrade_check vrs__check_upgrade(const vrs_request *request) {
+    vrs_span key, version;
+    uint8_t decoded[18];
+    if (!vrs__header_present(request, "Upgrade") && !vrs__header_present(request, "Sec-WebSocket-Key") &&
+        !vrs__header_present(request, "Sec-WebSocket-Version") &&
+        !vrs__headers_list_token(request, "Connection", "upgrade"))
+        return VRS__NOT_AN_UPGRADE;
+    if (!vrs_span_equals(request->method, "GET") || request->minor_version < 1) return VRS__UPGRADE_BAD;
+    if (!vrs__headers_list_token(request, "Upgrade", "websocket")) return VRS__UPGRADE_BAD;
+    if (!vrs__headers_list_token(request, "Connection", "upgrade")) return VRS__UPGRADE_BAD;
+    key = vrs_request_header(request, "Sec-WebSocket-Key");
+    if (key.length != 24 || vrs__base64_decode(key.ptr, key.length, decoded, sizeof decoded) != 16)
+        return VRS__UPGRADE_BAD;
+    version = vrs_request_header(request, "Sec-WebSocket-Version");
+    if (!vrs_span_equals(version, "13")) return VRS__UPGRADE_VERSION;
+    return VRS__UPGRADE_VALID;
+}
+
+static const char *vrs__http_reason(int status) {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    }
+    return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+}
+
+/* ---------------------------------------------------------------------------------------------
+   WebSocket frames (RFC 6455 section 5)
+   ------------------------------------------------------------------------------------------- */
+
+enum {
+    VRS__OP_CONTINUATION = 0x0,
+    VRS__OP_TEXT = 0x1,
+    VRS__OP_BINARY = 0x2,
+    VRS__OP_CLOSE = 0x8,
+    VRS__OP_PING = 0x9,
+    VRS__OP_PONG = 0xA
+};
+
+/* Close codes an endpoint may send (section 7.4 and the IANA registry). */
+static int vrs__close_code_is_valid(int code) {
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* Writes a server frame header (never masked) and returns its length: 2, 4 or 10 bytes. */
+static size_t vrs__frame_header(uint8_t out[10], int opcode, uint64_t payload_length) {
+    out[0] = (uint8_t)(0x80 | opcode);
+    if (payload_length < 126) {
+        out[1] = (uint8_t)payload_length;
+        return 2;
+    }
+    if (payload_length <= 0xFFFF) {
+        out[1] = 126;
+        out[2] = (uint8_t)(payload_length >> 8);
+        out[3] = (uint8_t)payload_length;
+        return 4;
+    }
+    {
+        int i;
+        out[1] = 127;
+        for (i = 0; i < 8; i++) out[2 + i] = (uint8_t)(payload_length >> (56 - 8 * i));
+        return 10;
+    }
+}
+
+/* The incremental frame reader's state, kept per connection so that a frame may arrive
+   split at any byte. */
+typedef struct vrs__frame_reader {
+    uint8_t header[14];
+    uint8_t header_fill;
+    uint8_t in_payload;      /* header done, payload bytes still due */
+    uint8_t opcode;          /* of the current frame */
+    uint8_t fin;
+    uint8_t mask[4];
+    uint8_t mask_offset;
+    uint8_t message_opcode;  /* TEXT or BINARY while a fragmented message is open, else 0 */
+    uint8_t control_fill;
+    uint64_t payload_due;
+    uint64_t message_length; /* bytes of the current message so far */
+    uint32_t utf8;
+    uint8_t control[125];
+} vrs__frame_reader;
+
+/* Reasons for ending a connection, as close codes. */
+enum {
+    VRS__CLOSE_NORMAL = 1000,
+    VRS__CLOSE_GOING_AWAY = 1001,
+    VRS__CLOSE_PROTOCOL_ERROR = 1002,
+    VRS__CLOSE_NO_STATUS = 1005,
+    VRS__CLOSE_ABNORMAL = 1006,
+    VRS__CLOSE_INVALID_DATA = 1007,
+    VRS__CLOSE_TOO_BIG = 1009,
+    VRS__CLOSE_TRY_AGAIN_LATER = 1013
+};
+
+/* ---------------------------------------------------------------------------------------------
+   The block pool: fixed-size blocks shared by every connection for bytes that wait (queued to
+   send, or received and not yet a whole message). Free blocks are a LIFO list, so the memory
+   that is touched is the peak in use, not the sum of every connection's worst case.
+   ------------------------------------------------------------------------------------------- */
+
+typedef struct vrs__chain {
+    uint32_t head, tail;    /* block indexes, VRS__NONE when empty */
+    uint32_t head_offset;   /* first unconsumed byte in head */
+    uint32_t tail_fill;     /* bytes used in tail */
+    size_t length;          /* bytes held */
+} vrs__chain;
+
+typedef struct vrs__pool {
+    uint8_t *data;          /* block_count * VRS_BLOCK_SIZE bytes */
+    uint32_t *next;         /* next block in a chain, or in the free list */
+    uint32_t free_head;
+    uint32_t block_count;
+    uint32_t free_count;
+    uint32_t inbound_used;  /* blocks holding received bytes */
+} vrs__pool;
+
+static void vrs__chain_init(vrs__chain *chain) {
+    chain->head = chain->tail = VRS__NONE;
+    chain->head_offset = chain->tail_fill = 0;
+    chain->length = 0;
+}
+
+static size_t vrs__chain_blocks_needed(const vrs__chain *chain, size_t length) {
+    size_t room = chain->tail == VRS__NONE ? 0 : VRS_BLOCK_SIZE - chain->tail_fill;
+    return length <= room ? 0 : (length - room + VRS_BLOCK_SIZE - 1) / VRS_BLOCK_SIZE;
+}
+
+static uint32_t vrs__pool_take(vrs__pool *pool) {
+    uint32_t block = pool->free_head;
+    VRS_ASSERT(block != VRS__NONE);
+    pool->free_head = pool->next[block];
+    pool->next[block] = VRS__NONE;
+    pool->free_count--;
+    return block;
+}
+
+static void vrs__pool_give(vrs__pool *pool, uint32_t block) {
+    pool->next[block] = pool->free_head;
+    pool->free_head = block;
+    pool->free_count++;
+}
+
+/* Appends all of the bytes, or none when the pool lacks blocks (the caller checked first). */
+static void vrs__chain_append(vrs__pool *pool, vrs__chain *chain, const void *bytes, size_t length) {
+    const uint8_t *p = VRS__CAST(const uint8_t *, bytes);
+    while (length > 0) {
+        size_t take;
+        if (chain->tail == VRS__NONE || chain->tail_fill == VRS_BLOCK_SIZE) {
+            uint32_t block = vrs__pool_take(pool);
+            if (chain->tail == VRS__NONE) {
+                chain->head = block;
+                chain->head_offset = 0;
+            } else {
+                pool->next[chain->tail] = block;
+            }
+            chain->tail = block;
+            chain->tail_fill = 0;
+        }
+        take = VRS_BLOCK_SIZE - chain->tail_fill;
+        if (take > length) take = length;
+        VRS_MEMCPY(pool->data + (size_t)chain->tail * VRS_BLOCK_SIZE + chain->tail_fill, p, take);
+        chain->tail_fill += (uint32_t)take;
+        chain->length += take;
+        p += take;
+        length -= take;
+    }
+}
+
+/* Drops `length` bytes from the front, handing emptied blocks back. Returns blocks freed. */
+static uint32_t vrs__chain_consume(vrs__pool *pool, vrs__chain *chain, size_t length) {
+    uint32_t freed = 0;
+    while (length > 0 && chain->head != VRS__NONE) {
+        size_t in_head = (chain->head == chain->tail ? chain->tail_fill : VRS_BLOCK_SIZE) - chain->head_offset;
+        if (length < in_head) {
+            chain->head_offset += (uint32_t)length;
+            chain->length -= length;
+            return freed;
+        }
+        length -= in_head;
+        chain->length -= in_head;
+        {
+            uint32_t block = chain->head, next = pool->next[block];
+            vrs__pool_give(pool, block);
+            freed++;
+            if (block == chain->tail) {
+                vrs__chain_init(chain);
+            } else {
+                chain->head = next;
+                chain->head_offset = 0;
+            }
+        }
+    }
+    return freed;
+}
+
+static uint32_t vrs__chain_clear(vrs__pool *pool, vrs__chain *chain) {
+    return vrs__chain_consume(pool, chain, chain->length);
+}
+
+/* Copies every byte held into `out` (which has room for chain->length). */
+static void vrs__chain_gather(const vrs__pool *pool, const vrs__chain *chain, uint8_t *out) {
+    uint32_t block = chain->head, offset = chain->head_offset;
+    while (block != VRS__NONE) {
+        uint32_t end = block == chain->tail ? chain->tail_fill : VRS_BLOCK_SIZE;
+        VRS_MEMCPY(out, pool->data + (size_t)block * VRS_BLOCK_SIZE + offset, end - offset);
+        out += end - offset;
+        if (block == chain->tail) break;
+        block = pool->next[block];
+        offset = 0;
+    }
+}
+
+/* Fills up to `capacity` iovecs with the bytes held, front first. Returns how many. */
+static int vrs__chain_iov(const vrs__pool *pool, const vrs__chain *chain, struct iovec *iov, int capacity) {
+    uint32_t block = chain->head, offset = chain->head_offset;
+    int count = 0;
+    while (block != VRS__NONE && count < capacity) {
+        uint32_t end = block == chain->tail ? chain->tail_fill : VRS_BLOCK_SIZE;
+        iov[count].iov_base = pool->data + (size_t)block * VRS_BLOCK_SIZE + offset;
+        iov[count].iov_len = end - offset;
+        count++;
+        if (block == chain->tail) break;
+        block = pool->next[block];
+        offset = 0;
+    }
+    return count;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Connections and the server
+   ------------------------------------------------------------------------------------------- */
+
+typedef enum vrs__state {
+    VRS__FREE = 0,
+    VRS__READING_REQUEST, /* accepted; the request head is arriving */
+    VRS__OPEN,            /* a WebSocket */
+    VRS__CLOSING,         /* we sent close and wait for the peer's */
+    VRS__DRAINING         /* done: flush what is queued, end TCP, wait for the peer's end */
+} vrs__state;
+
+typedef struct vrs__conn {
+    int fd;
+    uint16_t generation;
+    uint8_t state;
+    uint8_t announced;       /* on_open was called, so on_close is owed */
+    uint8_t close_owed;      /* on_close is due at the end of this step */
+    uint8_t shutdown_sent;   /* our side of TCP is closed */
+    uint8_t dead;            /* release the socket at the end of this step */
+    uint8_t is_rejection;    /* occupies a reject slot (503) */
+    uint8_t want_write;      /* bytes are queued that the socket did not take */
+    uint8_t dirty;           /* on the list of connections to flush */
+    uint8_t attention;       /* on the list for the end-of-step pass */
+    uint8_t head_request;    /* the request being answered is HEAD: no body */
+    uint16_t close_code;     /* sent or received: what on_close reports */
+    uint8_t phoenix;         /* a Phoenix socket: messages go to its channels */
+    uint8_t vsn;             /* its serializer: 1 (objects) or 2 (arrays, binary) */
+    uint16_t channel_count;
+    uint32_t first_channel;  /* its channels, linked through next_in_conn */
+    uint32_t active_position;
+    uint32_t next_dirty;
+    uint32_t next_attention;
+    int64_t deadline_ms;
+    vrs__chain inbound;      /* request head bytes, or the unfinished message's payload */
+    vrs__chain outbound;
+    vrs__frame_reader reader;
+    void *user_data;
+    char remote_address[64];
+} vrs__conn;
+
+struct vrs_server {
+    vrs_desc desc;               /* defaults resolved */
+    int listen_fd;
+    int port;
+    int owns_memory;
+    void *memory;
+    vrs__conn *conns;            /* max_connections + VRS_REJECT_SLOTS slots */
+    uint32_t slot_count;
+    uint32_t *free_slots;        /* stack of free slot indexes */
+    uint32_t free_slot_count;
+    uint32_t *active;            /* dense list of used slots, for polling */
+    uint32_t active_count;
+    int open_count;              /* connections counted against max_connections */
+    int rejection_count;
+    struct pollfd *pollfds;
+    vrs__pool pool;
+    uint8_t *read_buffer;        /* VRS__READ_BUFFER_SIZE */
+    uint8_t *assembly;           /* max(max_message_size, max_request_size) */
+    size_t assembly_size;
+    uint32_t dirty_head;         /* connections with bytes to flush */
+    uint32_t attention_head;     /* connections for the end-of-step pass */
+    int64_t now_ms;
+    int64_t next_timer_ms;       /* no deadline falls before this */
+    int64_t accept_paused_until_ms;
+    int websocket_count;
+    uint64_t messages_received, messages_sent;
+    /* Phoenix channels and rooms */
+    struct vrs__channel *channels;   /* max_channels */
+    uint32_t *free_channels;
+    uint32_t free_channel_count;
+    int channel_count;
+    struct vrs__room *rooms;         /* max_rooms */
+    uint32_t *free_rooms;
+    uint32_t free_room_count;
+    int room_count;
+    uint32_t *room_buckets;          /* hash chains of rooms by id */
+    uint32_t room_bucket_mask;
+    char *room_ids;                  /* max_rooms * (max_room_id_size + 1) */
+    char *frame_buffer, *payload_buffer, *relay_inner, *relay_outer, *relay_decoded;
+    size_t frame_buffer_size, payload_buffer_size, relay_inner_size, relay_outer_size, relay_decoded_size;
+    int random_fd;
+    size_t random_fill, random_used;
+    uint8_t random_pool[512];
+};
+
+static void vrs__phoenix_message(vrs_server *server, vrs__conn *conn, int opcode, const uint8_t *data,
+                                 size_t length);
+static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vrs_request *request);
+static void vrs__phoenix_socket_ended(vrs_server *server, vrs__conn *conn);
+
+static int64_t vrs__clock_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void vrs__log(vrs_server *server, vrs_log_item item, const char *detail) {
+    char message[256];
+    vrs_log_level level = vrs__log_item_level(item);
+    if (detail && detail[0])
+        snprintf(message, sizeof message, "%s (%s)", vrs__log_item_text(item), detail);
+    else
+        snprintf(message, sizeof message, "%s", vrs__log_item_text(item));
+    if (server->desc.logger.func)
+        server->desc.logger.func(level, item, message, server->desc.logger.user_data);
+    else
+        VRS_DEFAULT_LOG(level, item, message);
+}
+
+static vrs_conn vrs__handle(const vrs_server *server, const vrs__conn *conn) {
+    vrs_conn handle;
+    uint32_t index = (uint32_t)(conn - server->conns);
+    handle.id = (uint32_t)conn->generation << VRS__INDEX_BITS | (index + 1);
+    return handle;
+}
+
+static vrs__conn *vrs__lookup(vrs_server *server, vrs_conn handle) {
+    uint32_t index = (handle.id & VRS__INDEX_MASK);
+    vrs__conn *conn;
+    if (!server || index == 0 || index > server->slot_count) return NULL;
+    conn = &server->conns[index - 1];
+    if (conn->state == VRS__FREE || conn->generation != (handle.id >> VRS__INDEX_BITS)) return NULL;
+    return conn;
+}
+
+static void vrs__set_deadline(vrs_server *server, vrs__conn *conn, int64_t deadline_ms) {
+    conn->deadline_ms = deadline_ms;
+    if (deadline_ms < server->next_timer_ms) server->next_timer_ms = deadline_ms;
+}
+
+static void vrs__mark_dirty(vrs_server *server, vrs__conn *conn) {
+    if (conn->dirty) return;
+    conn->dirty = 1;
+    conn->next_dirty = server->dirty_head;
+    server->dirty_head = (uint32_t)(conn - server->conns);
+}
+
+/* Connections that need the end-of-step pass: an on_close owed, or a socket to release. */
+static void vrs__needs_attention(vrs_server *server, vrs__conn *conn) {
+    if (conn->attention) return;
+    conn->attention = 1;
+    conn->next_attention = server->attention_head;
+    server->attention_head = (uint32_t)(conn - server->conns);
+}
+
+static void vrs__owe_close(vrs_server *server, vrs__conn *conn, int code) {
+    if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING) {
+        conn->close_code = (uint16_t)code;
+        if (conn->announced) conn->close_owed = 1;
+        vrs__needs_attention(server, conn);
+    }
+}
+
+static void vrs__inbound_clear(vrs_server *server, vrs__conn *conn) {
+    server->pool.inbound_used -= vrs__chain_clear(&server->pool, &conn->inbound);
+}
+
+/* Drops the connection at the end of this step; on_close (if owed) reports `code`. */
+static void vrs__kill(vrs_server *server, vrs__conn *conn, int code) {
+    vrs__owe_close(server, conn, code);
+    conn->dead = 1;
+    vrs__needs_attention(server, conn);
+}
+
+/* The WebSocket is over from the host's point of view: queued bytes still go out, then our
+   side of TCP closes, and the socket lingers until the peer ends it or close_timeout passes. */
+static void vrs__finish(vrs_server *server, vrs__conn *conn, int code) {
+    vrs__owe_close(server, conn, code);
+    conn->state = VRS__DRAINING;
+    vrs__inbound_clear(server, conn); /* received bytes are no longer wanted */
+    vrs__set_deadline(server, conn, server->now_ms + server->desc.close_timeout_ms);
+    vrs__mark_dirty(server, conn);
+}
+
+/* Reserves room for `length` outbound bytes. A client that would pass send_queue_size is a
+   slow consumer, and an empty pool cannot hold the bytes: both end that client alone. */
+typedef enum vrs__space { VRS__SPACE_OK, VRS__SPACE_QUEUE_FULL, VRS__SPACE_POOL_EMPTY } vrs__space;
+
+static vrs__space vrs__outbound_space(vrs_server *server, vrs__conn *conn, size_t length, int is_close) {
+    size_t needed = vrs__chain_blocks_needed(&conn->outbound, length);
+    if (!is_close && conn->outbound.length + length > (size_t)server->desc.send_queue_size)
+        return VRS__SPACE_QUEUE_FULL;
+    if (needed > server->pool.free_count) return VRS__SPACE_POOL_EMPTY;
+    return VRS__SPACE_OK;
+}
+
+static void vrs__queue_bytes(vrs_server *server, vrs__conn *conn, const void *bytes, size_t length) {
+    vrs__chain_append(&server->pool, &conn->outbound, bytes, length);
+    vrs__mark_dirty(server, conn);
+}
+
+static void vrs__queue_frame_unchecked(vrs_server *server, vrs__conn *conn, int opcode,
+                                       const void *payload, size_t length) {
+    uint8_t header[10];
+    size_t header_length = vrs__frame_header(header, opcode, length);
+    vrs__queue_bytes(server, conn, header, header_length);
+    if (length) vrs__queue_bytes(server, conn, payload, length);
+}
+
+/* Sends a close frame (code 0: an empty close) and moves to `next_state`. */
+static void vrs__send_close(vrs_server *server, vrs__conn *conn, int code, const char *reason,
+                            size_t reason_length) {
+    uint8_t payload[125];
+    size_t length = 0;
+    if (code) {
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        length = 2;
+        if (reason_length > 123) reason_length = 123;
+        if (reason_length) VRS_MEMCPY(payload + 2, reason, reason_length);
+        length += reason_length;
+    }
+    if (vrs__outbound_space(server, conn, length + 2, 1) != VRS__SPACE_OK) {
+        vrs__kill(server, conn, code ? code : VRS__CLOSE_NO_STATUS); /* not even a close fits: drop */
+        return;
+    }
+    vrs__queue_frame_unchecked(server, conn, VRS__OP_CLOSE, payload, length);
+}
+
+/* Fails the WebSocket connection (RFC 6455 section 7.1.7): close frame, then end TCP. */
+static void vrs__fail(vrs_server *server, vrs__conn *conn, int code, vrs_log_item item) {
+    vrs__log(server, item, conn->remote_address);
+    if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING) {
+        if (conn->state == VRS__OPEN) vrs__send_close(server, conn, code, NULL, 0);
+        vrs__finish(server, conn, code);
+    }
+}
+
+/* Server-initiated close: send close and wait (close_timeout_ms) for the peer's. */
+static void vrs__start_close(vrs_server *server, vrs__conn *conn, int code, const char *reason) {
+    if (conn->state != VRS__OPEN) return;
+    vrs__send_close(server, conn, code, reason, reason ? strlen(reason) : 0);
+    if (conn->dead) return;
+    conn->state = VRS__CLOSING;
+    conn->close_code = (uint16_t)code;
+    vrs__set_deadline(server, conn, server->now_ms + server->desc.close_timeout_ms);
+}
+
+/* Queues a whole data or control frame from the host or the protocol layers. */
+static vrs_result vrs__queue_frame(vrs_server *server, vrs__conn *conn, int opcode,
+                                   const void *payload, size_t length) {
+    size_t header_length = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
+    if (conn->state != VRS__OPEN) return VRS_ERROR_NOT_OPEN;
+    if (header_length + length > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
+    switch (vrs__outbound_space(server, conn, header_length + length, 0)) {
+    case VRS__SPACE_OK: break;
+    case VRS__SPACE_QUEUE_FULL:
+        vrs__log(server, VRS_LOG_SLOW_CONSUMER, conn->remote_address);
+        vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
+        vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+        return VRS_ERROR_SLOW_CONSUMER;
+    case VRS__SPACE_POOL_EMPTY:
+        vrs__log(server, VRS_LOG_POOL_EXHAUSTED, conn->remote_address);
+        vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
+        vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+        return VRS_ERROR_POOL_EXHAUSTED;
+    }
+    vrs__queue_frame_unchecked(server, conn, opcode, payload, length);
+    if (opcode == VRS__OP_TEXT || opcode == VRS__OP_BINARY) server->messages_sent++;
+    return VRS_OK;
+}
+
+/* An HTTP response, after which the connection ends. */
+static void vrs__respond(vrs_server *server, vrs__conn *conn, int status, const char *content_type,
+                         const char *extra_headers, const void *body, size_t length, int send_body) {
+    char head[1024];
+    int head_length = snprintf(head, sizeof head,
+                               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lu\r\n"
+                               "Connection: close\r\n%s\r\n",
+                               status, vrs__http_reason(status), content_type, (unsigned long)length,
+                               extra_headers ? extra_headers : "");
+    if (head_length < 0 || (size_t)head_length >= sizeof head) head_length = 0;
+    if (vrs__chain_blocks_needed(&conn->outbound, (size_t)head_length + (send_body ? length : 0)) <=
+        server->pool.free_count) {
+        vrs__queue_bytes(server, conn, head, (size_t)head_length);
+        if (send_body && length) vrs__queue_bytes(server, conn, body, length);
+    }
+    vrs__finish(server, conn, 0);
+}
+
+static void vrs__respond_error(vrs_server *server, vrs__conn *conn, int status, const char *extra_headers) {
+    char body[64];
+    int length = snprintf(body, sizeof body, "%d %s\n", status, vrs__http_reason(status));
+    vrs__respond(server, conn, status, "text/plain; charset=utf-8", extra_headers, body,
+                 length > 0 ? (size_t)length : 0, 1);
+}
+
+/* Writes what is queued with as few system calls as the socket allows. */
+static void vrs__flush(vrs_server *server, vrs__conn *conn) {
+    while (conn->outbound.length > 0 && !conn->dead) {
+        struct iovec iov[VRS__IOV_BATCH];
+        struct msghdr message;
+        ssize_t written;
+        VRS_MEMSET(&message, 0, sizeof message);
+        message.msg_iov = iov;
+        message.msg_iovlen = (size_t)vrs__chain_iov(&server->pool, &conn->outbound, iov, VRS__IOV_BATCH);
+#ifdef MSG_NOSIGNAL
+        written = sendmsg(conn->fd, &message, MSG_NOSIGNAL);
+#else
+        written = sendmsg(conn->fd, &message, 0);
+#endif
+        if (written < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                conn->want_write = 1;
+                return;
+            }
+            vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
+            return;
+        }
+        vrs__chain_consume(&server->pool, &conn->outbound, (size_t)written);
+    }
+    conn->want_write = 0;
+    if (conn->state == VRS__DRAINING && !conn->shutdown_sent && !conn->dead) {
+        /* Half-close, then wait for the peer's end: closing outright with unread input would
+           send a reset that can destroy the last bytes we wrote before the peer reads them. */
+        shutdown(conn->fd, SHUT_WR);
+        conn->shutdown_sent = 1;
+    }
+}
+
+static void vrs__flush_dirty(vrs_server *server) {
+    while (server->dirty_head != VRS__NONE) {
+        vrs__conn *conn = &server->conns[server->dirty_head];
+        server->dirty_head = conn->next_dirty;
+        conn->dirty = 0;
+        if (conn->state != VRS__FREE) vrs__flush(server, conn);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Receiving: request heads, then frames
+   ------------------------------------------------------------------------------------------- */
+
+static void vrs__deliver(vrs_server *server, vrs__conn *conn, int opcode, const uint8_t *data,
+                         size_t length) {
+    server->messages_received++;
+    if (conn->phoenix)
+        vrs__phoenix_message(server, conn, opcode, data, length);
+    else if (server->desc.on_message)
+        server->desc.on_message(server, vrs__handle(server, conn), (vrs_message_type)opcode, data,
+                                length, server->desc.user_data);
+}
+
+/* Keeps received bytes until their message is whole. At most half of the pool may hold
+   received bytes, so that senders of large messages cannot starve everyone's replies. */
+static int vrs__inbound_append(vrs_server *server, vrs__conn *conn, const void *bytes, size_t length) {
+    size_t needed = vrs__chain_blocks_needed(&conn->inbound, length);
+    if (needed > server->pool.free_count || server->pool.inbound_used + needed > server->pool.block_count / 2) {
+        vrs__log(server, VRS_LOG_POOL_EXHAUSTED, conn->remote_address);
+        if (conn->state == VRS__OPEN) vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
+        if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
+            vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+        else
+            vrs__respond_error(server, conn, 503, NULL);
+        return 0;
+    }
+    server->pool.inbound_used += (uint32_t)needed;
+    vrs__chain_append(&server->pool, &conn->inbound, bytes, length);
+    return 1;
+}
+
+static void vrs__handle_control(vrs_server *server, vrs__conn *conn) {
+    vrs__frame_reader *r = &conn->reader;
+    if (r->opcode == VRS__OP_PING) {
+        if (conn->state == VRS__OPEN) vrs__queue_frame(server, conn, VRS__OP_PONG, r->control, r->control_fill);
+    } else if (r->opcode == VRS__OP_CLOSE) {
+        int code = VRS__CLOSE_NO_STATUS;
+        if (r->control_fill == 1) {
+            vrs__fail(server, conn, VRS__CLOSE_PROTOCOL_ERROR, VRS_LOG_PROTOCOL_ERROR);
+            return;
+        }
+        if (r->control_fill >= 2) {
+            code = r->control[0] << 8 | r->control[1];
+            if (!vrs__close_code_is_valid(code)) {
+                vrs__fail(server, conn, VRS__CLOSE_PROTOCOL_ERROR, VRS_LOG_PROTOCOL_ERROR);
+                return;
+            }
+            if (!vrs__utf8_is_valid(r->control + 2, (size_t)r->control_fill - 2)) {
+                vrs__fail(server, conn, VRS__CLOSE_INVALID_DATA, VRS_LOG_INVALID_UTF8);
+                return;
+            }
+        }
+        if (conn->state == VRS__OPEN) {
+            /* echo the code (an empty close is echoed empty) */
+            vrs__send_close(server, conn, code == VRS__CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+            vrs__finish(server, conn, code);
+        } else {
+            vrs__finish(server, conn, conn->close_code); /* the answer to our close */
+        }
+    }
+    /* a pong needs nothing */
+}
+
+/* Validates a frame header once its first two bytes are in; returns the full header length
+   (2 to 14), or 0 after failing the connection. */
+static int vrs__frame_header_length(vrs_server *server, vrs__conn *conn) {
+    vrs__frame_reader *r = &conn->reader;
+    int opcode = r->header[0] & 0x0F, length7 = r->header[1] & 0x7F;
+    if ((r->header[0] & 0x70) || !(r->header[1] & 0x80) ||
+        (opcode > VRS__OP_BINARY && opcode < VRS__OP_CLOSE) || opcode > VRS__OP_PONG) {
+        vrs__fail(server, conn, VRS__CLOSE_PROTOCOL_ERROR, VRS_LOG_PROTOCOL_ERROR);
+        return 0;
+    }
+    if (opcode >= VRS__OP_CLOSE && (!(r->header[0] & 0x80) || length7 > 125)) {
+        vrs__fail(server, conn, VRS__CLOSE_PROTOCOL_ERROR, VRS_LOG_PROTOCOL_ERROR);
+        return 0;
+    }
+    if (opcode == VRS__OP_CONTINUATION ? r->message_opcode == 0
+                                       : (opcode < VRS__OP_CLOSE && r->message_opcode != 0)) {
+        vrs__fail(server, conn, VRS__CLOSE_PROTOCOL_ERROR, VRS_LOG_PROTOCOL_ERROR);
+        return 0;
+    }
+    return 2 + (length7 == 126 ? 2 : length7 == 127 ? 8 : 0) + 4;
+}
+
+/* The header is whole: checks the length rules and prepares for the payload. */
+static int vrs__frame_begin(vrs_server *server, vrs__conn *conn) {
+    vrs__frame_reader *r = &conn->reader;
+    int length7 = r->header[1] & 0x7F, mask_at = 2;
+    uint64_t length = (uint64_t)length7;
+    if (length7 == 126) {
+        length = (uint64_t)r->header[2] << 8 | r->header[3];
+        mask_at = 4;
+        if (length < 126) goto protocol_error;
+    } else if (length7 == 127) {
+        int i;
+        length = 0;
+        for (i = 0; i < 8; i++) length = length << 8 | r->header[2 + i];
+        mask_at = 10;
+        if ((length >> 63) || length <= 0xFFFF) goto protocol_error;
+    }
+    r->opcode = (uint8_t)(r->header[0] & 0x0F);
+    r->fin = (uint8_t)(r->header[0] >> 7);
+    VRS_MEMCPY(r->mask, r->header + mask_at, 4);
+    r->mask_offset = 0;
+    r->payload_due = length;
+    r->control_fill = 0;
+    r->in_payload = 1;
+    if (r->opcode == VRS__OP_TEXT || r->opcode == VRS__OP_BINARY) {
+        r->message_opcode = r->opcode;
+        r->message_length = 0;
+        r->utf8 = VRS__UTF8_ACCEPT;
+    }
+    if (r->opcode < VRS__OP_CLOSE && r->message_length + length > (uint64_t)server->desc.max_message_size) {
+        vrs__fail(server, conn, VRS__CLOSE_TOO_BIG, VRS_LOG_MESSAGE_TOO_LARGE);
+        return 0;
+    }
+    return 1;
+protocol_error:
+    vrs__fail(server, conn, VRS__CLOSE_PROTOCOL_ERROR, VRS_LOG_PROTOCOL_ERROR);
+    return 0;
+}
+
+static void vrs__unmask(vrs__frame_reader *r, uint8_t *data, size_t length) {
+    size_t i = 0;
+    uint32_t mask32;
+    uint8_t rotated[4];
+    int k;
+    for (k = 0; k < 4; k++) rotated[k] = r->mask[(r->mask_offset + k) & 3];
+    VRS_MEMCPY(&mask32, rotated, 4);
+    for (; i + 4 <= length; i += 4) {
+        uint32_t word;
+        VRS_MEMCPY(&word, data + i, 4);
+        word ^= mask32;
+        VRS_MEMCPY(data + i, &word, 4);
+    }
+    for (; i < length; i++) data[i] ^= rotated[i & 3];
+    r->mask_offset = (uint8_t)((r->mask_offset + length) & 3);
+}
+
+/* The payload bytes of a frame: unmasked in place, UTF-8 checked as they arrive, delivered
+   straight from the read buffer when a whole unfragmented message is there, else kept. */
+static void vrs__frame_payload(vrs_server *server, vrs__conn *conn, uint8_t *data, size_t length) {
+    vrs__frame_reader *r = &conn->reader;
+    int whole_frame_here = length == r->payload_due;
+    vrs__unmask(r, data, length);
+    r->payload_due -= length;
+    if (r->opcode >= VRS__OP_CLOSE) {
+        VRS_MEMCPY(r->control + r->control_fill, data, length);
+        r->control_fill = (uint8_t)(r->control_fill + length);
+        return;
+    }
+    if (conn->state != VRS__OPEN) return; /* after our close, data is ignored */
+    if (r->message_opcode == VRS__OP_TEXT) {
+        r->utf8 = vrs__utf8_feed(r->utf8, data, length);
+        if (r->utf8 == VRS__UTF8_REJECT) {
+            vrs__fail(server, conn, VRS__CLOSE_INVALID_DATA, VRS_LOG_INVALID_UTF8);
+            return;
+        }
+    }
+    if (r->fin && whole_frame_here && r->message_length == 0 && conn->inbound.length == 0) {
+        r->message_length = length; /* the whole message is here: no copy */
+        if (r->message_opcode == VRS__OP_TEXT && r->utf8 != VRS__UTF8_ACCEPT) {
+            vrs__fail(server, conn, VRS__CLOSE_INVALID_DATA, VRS_LOG_INVALID_UTF8);
+            return;
+        }
+        r->opcode = r->message_opcode; /* a continuation, after an empty first fragment */
+        r->message_opcode = 0;
+        r->message_length = 0;
+        vrs__deliver(server, conn, r->opcode, data, length);
+        r->fin = 0; /* delivered: the frame's end has nothing left to do */
+        r->opcode = VRS__OP_CONTINUATION;
+        return;
+    }
+    r->message_length += length;
+    if (length) vrs__inbound_append(server, conn, data, length);
+}
+
+/* The frame's last payload byte arrived. */
+static void vrs__frame_end(vrs_server *server, vrs__conn *conn) {
+    vrs__frame_reader *r = &conn->reader;
+    r->in_payload = 0;
+    r->header_fill = 0;
+    if (r->opcode >= VRS__OP_CLOSE) {
+        vrs__handle_control(server, conn);
+        return;
+    }
+    if (!r->fin || r->message_opcode == 0) return; /* more fragments due, or delivered already */
+    {
+        int opcode = r->message_opcode;
+        size_t length = conn->inbound.length;
+        r->message_opcode = 0;
+        r->message_length = 0;
+        if (conn->state != VRS__OPEN) {
+            vrs__inbound_clear(server, conn);
+            return;
+        }
+        if (opcode == VRS__OP_TEXT && r->utf8 != VRS__UTF8_ACCEPT) {
+            vrs__fail(server, conn, VRS__CLOSE_INVALID_DATA, VRS_LOG_INVALID_UTF8);
+            return;
+        }
+        vrs__chain_gather(&server->pool, &conn->inbound, server->assembly);
+        vrs__inbound_clear(server, conn);
+        vrs__deliver(server, conn, opcode, server->assembly, length);
+    }
+}
+
+/* Feeds received bytes (which may be altered in place) through the frame reader. */
+static void vrs__read_frames(vrs_server *server, vrs__conn *conn, uint8_t *data, size_t length) {
+    vrs__frame_reader *r = &conn->reader;
+    while (length > 0 && (conn->state == VRS__OPEN || conn->state == VRS__CLOSING) && !conn->dead) {
+        if (!r->in_payload) {
+            int needed = r->header_fill < 2 ? 2 : vrs__frame_header_length(server, conn);
+            if (needed == 0) return;
+            while (r->header_fill < needed && length > 0) {
+                r->header[r->header_fill++] = *data++;
+                length--;
+                if (r->header_fill == 2) {
+                    needed = vrs__frame_header_length(server, conn);
+                    if (needed == 0) return;
+                }
+            }
+            if (r->header_fill < needed) return;
+            if (!vrs__frame_begin(server, conn)) return;
+        }
+        {
+            size_t take = r->payload_due < length ? (size_t)r->payload_due : length;
+            vrs__frame_payload(server, conn, data, take);
+            data += take;
+            length -= take;
+            if (r->payload_due == 0 && (conn->state == VRS__OPEN || conn->state == VRS__CLOSING))
+                vrs__frame_end(server, conn);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The opening handshake
+   ------------------------------------------------------------------------------------------- */
+
+static void vrs__open_websocket(vrs_server *server, vrs__conn *conn, const vrs_request *request,
+                                const char *subprotocol) {
+    char response[256], accept[29];
+    vrs_span key = vrs_request_header(request, "Sec-WebSocket-Key");
+    int length;
+    vrs__websocket_accept(key.ptr, key.length, accept);
+    length = snprintf(response, sizeof response,
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                      accept, subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                      subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "");
+    if (length < 0 || (size_t)length >= sizeof response ||
+        vrs__chain_blocks_needed(&conn->outbound, (size_t)length) > server->pool.free_count) {
+        vrs__respond_error(server, conn, 503, NULL);
+        return;
+    }
+    vrs__queue_bytes(server, conn, response, (size_t)length);
+    VRS_MEMSET(&conn->reader, 0, sizeof conn->reader);
+    conn->state = VRS__OPEN;
+    conn->announced = 1;
+    server->websocket_count++;
+    vrs__set_deadline(server, conn, server->now_ms + server->desc.idle_timeout_ms);
+    vrs__log(server, VRS_LOG_CONNECTION_OPENED, conn->remote_address);
+    if (server->desc.on_open) server->desc.on_open(server, vrs__handle(server, conn), server->desc.user_data);
+}
+
+/* 1 when `path` is the Phoenix socket's WebSocket endpoint: socket_path + "/websocket". */
+static int vrs__is_socket_path(const vrs_server *server, vrs_span path) {
+    size_t base = strlen(server->desc.socket_path);
+    return path.length == base + 10 && memcmp(path.ptr, server->desc.socket_path, base) == 0 &&
+           memcmp(path.ptr + base, "/websocket", 10) == 0;
+}
+
+/* A whole request head: answers it, or opens the WebSocket. */
+static void vrs__handle_request(vrs_server *server, vrs__conn *conn, vrs_request *request) {
+    vrs__upgrade_check upgrade;
+    VRS_MEMCPY(request->remote_address, conn->remote_address, sizeof request->remote_address);
+    if (request->minor_version >= 1 && !vrs__header_present(request, "Host")) {
+        vrs__log(server, VRS_LOG_BAD_REQUEST, conn->remote_address);
+        vrs__respond_error(server, conn, 400, NULL);
+        return;
+    }
+    if (!server->desc.disable_phoenix && vrs__is_socket_path(server, request->path)) {
+        vrs__phoenix_handshake(server, conn, request);
+        return;
+    }
+    upgrade = vrs__check_upgrade(request);
+    /* with the Phoenix socket on, other paths are plain HTTP unless the host takes WebSockets */
+    if (upgrade == VRS__NOT_AN_UPGRADE || (!server->desc.disable_phoenix && !server->desc.on_message)) {
+        conn->head_request = (uint8_t)vrs_span_equals(request->method, "HEAD");
+        if (server->desc.on_http)
+            server->desc.on_http(server, vrs__handle(server, conn), request, server->desc.user_data);
+        if (conn->state == VRS__READING_REQUEST) vrs__respond_error(server, conn, 404, NULL);
+        return;
+    }
+    if (upgrade == VRS__UPGRADE_BAD) {
+        vrs__log(server, VRS_LOG_BAD_UPGRADE, conn->remote_address);
+        vrs__respond_error(server, conn, 400, NULL);
+        return;
+    }
+    if (upgrade == VRS__UPGRADE_VERSION) {
+        vrs__log(server, VRS_LOG_UNSUPPORTED_VERSION, conn->remote_address);
+        vrs__respond_error(server, conn, 426, "Sec-WebSocket-Version: 13\r\n");
+        return;
+    }
+    {
+        vrs_upgrade_answer answer;
+        VRS_MEMSET(&answer, 0, sizeof answer);
+        if (server->desc.on_upgrade)
+            server->desc.on_upgrade(server, vrs__handle(server, conn), request, &answer, server->desc.user_data);
+        if (answer.refuse_status) {
+            vrs__log(server, VRS_LOG_UPGRADE_REFUSED, conn->remote_address);
+            vrs__respond_error(server, conn, answer.refuse_status, NULL);
+            return;
+        }
+        if (answer.subprotocol && !vrs_request_offers_subprotocol(request, answer.subprotocol)) {
+            vrs__log(server, VRS_LOG_SUBPROTOCOL_NOT_OFFERED, answer.subprotocol);
+            answer.subprotocol = NULL;
+        }
+        conn->user_data = answer.conn_user_data;
+        vrs__open_websocket(server, conn, request, answer.subprotocol);
+    }
+}
+
+/* Bytes of a request head. `data` lies in the read buffer; bytes after the head (a client
+   that did not wait for our answer) go on to the frame reader. */
+static void vrs__read_request(vrs_server *server, vrs__conn *conn, uint8_t *data, size_t length) {
+    const char *head = (const char *)data;
+    size_t total = length, head_length;
+    vrs_request request;
+    vrs__parse_status status;
+    if (conn->inbound.length > 0) {
+        if (!vrs__inbound_append(server, conn, data, length)) return;
+        total = conn->inbound.length;
+        vrs__chain_gather(&server->pool, &conn->inbound, server->assembly);
+        head = (const char *)server->assembly;
+    }
+    head_length = vrs__http_head_length(head, total);
+    if (head_length == 0 || head_length > (size_t)server->desc.max_request_size) {
+        if (total > (size_t)server->desc.max_request_size) {
+            vrs__log(server, VRS_LOG_REQUEST_TOO_LARGE, conn->remote_address);
+            vrs__respond_error(server, conn, 431, NULL);
+        } else if (conn->inbound.length == 0) {
+            vrs__inbound_append(server, conn, data, length);
+        }
+        return;
+    }
+    status = vrs__http_parse(head, head_length, &request);
+    if (status != VRS__PARSE_DONE) {
+        int too_many = status == VRS__PARSE_TOO_MANY_HEADERS;
+        vrs__log(server, too_many ? VRS_LOG_REQUEST_TOO_LARGE : VRS_LOG_BAD_REQUEST, conn->remote_address);
+        vrs__respond_error(server, conn, too_many ? 431 : 400, NULL);
+        return;
+    }
+    vrs__handle_request(server, conn, &request);
+    if (total > head_length && conn->state == VRS__OPEN) {
+        /* early frames: move them to the read buffer, which the reader may alter */
+        size_t rest = total - head_length;
+        memmove(server->read_buffer, head + head_length, rest);
+        vrs__inbound_clear(server, conn);
+        vrs__read_frames(server, conn, server->read_buffer, rest);
+        return;
+    }
+    vrs__inbound_clear(server, conn);
+}
+
+static void vrs__read(vrs_server *server, vrs__conn *conn) {
+    size_t capacity = VRS__READ_BUFFER_SIZE;
+    ssize_t got;
+    if (conn->state == VRS__READING_REQUEST) {
+        /* never more than one byte past the limit, so the head fits the assembly buffer */
+        capacity = (size_t)server->desc.max_request_size + 1 - conn->inbound.length;
+        if (capacity > VRS__READ_BUFFER_SIZE) capacity = VRS__READ_BUFFER_SIZE;
+    }
+    got = recv(conn->fd, server->read_buffer, capacity, 0);
+    if (got < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
+            vrs__log(server, VRS_LOG_CONNECTION_RESET, conn->remote_address);
+        vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
+        return;
+    }
+    if (got == 0) {
+        if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
+            vrs__log(server, VRS_LOG_CONNECTION_RESET, conn->remote_address);
+        vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
+        return;
+    }
+    switch (conn->state) {
+    case VRS__READING_REQUEST: vrs__read_request(server, conn, server->read_buffer, (size_t)got); break;
+    case VRS__OPEN:
+        vrs__set_deadline(server, conn, server->now_ms + server->desc.idle_timeout_ms);
+        vrs__read_frames(server, conn, server->read_buffer, (size_t)got);
+        break;
+    case VRS__CLOSING: vrs__read_frames(server, conn, server->read_buffer, (size_t)got); break;
+    default: break; /* draining: the bytes are not wanted */
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Accepting and releasing connections
+   ------------------------------------------------------------------------------------------- */
+
+static void vrs__format_address(const struct sockaddr_storage *address, char out[64]) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = VRS__CAST(const struct sockaddr_in *, (const void *)address);
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+        port = ntohs(v4->sin_port);
+        snprintf(out, 64, "%s:%d", host, port);
+    } else if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = VRS__CAST(const struct sockaddr_in6 *, (const void *)address);
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+        port = ntohs(v6->sin6_port);
+        if (strncmp(host, "::ffff:", 7) == 0 && strchr(host + 7, '.'))
+            snprintf(out, 64, "%s:%d", host + 7, port); /* IPv4 reaching a dual-stack socket */
+        else
+            snprintf(out, 64, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, 64, "unknown");
+    }
+}
+
+/* Takes a slot for an accepted socket (the caller checked that one is free). */
+static vrs__conn *vrs__adopt(vrs_server *server, int fd, const struct sockaddr_storage *address,
+                             int rejection) {
+    uint32_t slot = server->free_slots[--server->free_slot_count];
+    vrs__conn *conn = &server->conns[slot];
+    uint16_t generation = conn->generation;
+    VRS_MEMSET(conn, 0, sizeof *conn);
+    conn->generation = generation;
+    conn->fd = fd;
+    conn->state = VRS__READING_REQUEST;
+    conn->is_rejection = (uint8_t)rejection;
+    vrs__chain_init(&conn->inbound);
+    vrs__chain_init(&conn->outbound);
+    conn->first_channel = VRS__NONE;
+    vrs__format_address(address, conn->remote_address);
+    conn->active_position = server->active_count;
+    server->active[server->active_count++] = slot;
+    if (rejection) server->rejection_count++;
+    else server->open_count++;
+    return conn;
+}
+
+static void vrs__accept(vrs_server *server) {
+    int accepted;
+    for (accepted = 0; accepted < VRS__ACCEPT_BATCH; accepted++) {
+        struct sockaddr_storage address;
+        socklen_t address_length = sizeof address;
+        int fd = accept(server->listen_fd, VRS__CAST(struct sockaddr *, (void *)&address), &address_length);
+        int one = 1, rejection;
+        vrs__conn *conn;
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the client waits in the backlog; polling the listener now would spin */
+                vrs__log(server, VRS_LOG_DESCRIPTOR_LIMIT, strerror(errno));
+                server->accept_paused_until_ms = server->now_ms + 100;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                vrs__log(server, VRS_LOG_ACCEPT_FAILED, strerror(errno));
+            }
+            return;
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        rejection = server->open_count >= server->desc.max_connections;
+        if (rejection && server->rejection_count >= VRS_REJECT_SLOTS) {
+            close(fd); /* even the slots that answer 503 are busy */
+            vrs__log(server, VRS_LOG_CONNECTIONS_FULL, "no slot left to answer: dropped");
+            continue;
+        }
+        conn = vrs__adopt(server, fd, &address, rejection);
+        if (rejection) {
+            vrs__log(server, VRS_LOG_CONNECTIONS_FULL, conn->remote_address);
+            vrs__respond_error(server, conn, 503, NULL);
+        } else {
+            vrs__set_deadline(server, conn, server->now_ms + server->desc.handshake_timeout_ms);
+        }
+    }
+}
+
+static void vrs__release(vrs_server *server, vrs__conn *conn) {
+    uint32_t slot = (uint32_t)(conn - server->conns);
+    uint32_t last = server->active[--server->active_count];
+    close(conn->fd);
+    vrs__inbound_clear(server, conn);
+    vrs__chain_clear(&server->pool, &conn->outbound);
+    if (conn->announced) server->websocket_count--;
+    if (conn->is_rejection) server->rejection_count--;
+    else server->open_count--;
+    server->active[conn->active_position] = last;
+    server->conns[last].active_position = conn->active_position;
+    conn->state = VRS__FREE;
+    conn->fd = -1;
+    conn->generation = (uint16_t)((conn->generation + 1) & ((1u << (32 - VRS__INDEX_BITS)) - 1));
+    server->free_slots[server->free_slot_count++] = slot;
+}
+
+/* The end-of-step pass: owed on_close calls, then sockets released. A callback may end other
+   connections, which join the list; it runs until the list is empty. */
+static void vrs__attend(vrs_server *server) {
+    while (server->attention_head != VRS__NONE || server->dirty_head != VRS__NONE) {
+        vrs__flush_dirty(server);
+        while (server->attention_head != VRS__NONE) {
+            vrs__conn *conn = &server->conns[server->attention_head];
+            server->attention_head = conn->next_attention;
+            conn->attention = 0;
+            if (conn->close_owed) {
+                conn->close_owed = 0;
+                conn->announced = 0;
+                server->websocket_count--;
+                vrs__log(server, VRS_LOG_CONNECTION_CLOSED, conn->remote_address);
+                if (conn->phoenix) vrs__phoenix_socket_ended(server, conn);
+                if (server->desc.on_close)
+                    server->desc.on_close(server, vrs__handle(server, conn), conn->close_code,
+                                          server->desc.user_data);
+                /* the handle is stale from here on, even while the socket drains */
+                conn->generation = (uint16_t)((conn->generation + 1) & ((1u << (32 - VRS__INDEX_BITS)) - 1));
+            }
+            if (conn->dead && conn->state != VRS__FREE) {
+                conn->dead = 0;
+                vrs__release(server, conn);
+            }
+        }
+    }
+}
+
+static void vrs__run_timers(vrs_server *server) {
+    uint32_t i;
+    if (server->now_ms < server->next_timer_ms) return;
+    server->next_timer_ms = INT64_MAX;
+    for (i = 0; i < server->active_count; i++) {
+        vrs__conn *conn = &server->conns[server->active[i]];
+        if (conn->dead) continue;
+        if (conn->deadline_ms > server->now_ms) {
+            if (conn->deadline_ms < server->next_timer_ms) server->next_timer_ms = conn->deadline_ms;
+            continue;
+        }
+        switch (conn->state) {
+        case VRS__READING_REQUEST:
+            vrs__log(server, VRS_LOG_HANDSHAKE_TIMEOUT, conn->remote_address);
+            vrs__respond_error(server, conn, 408, NULL);
+            break;
+        case VRS__OPEN:
+            vrs__log(server, VRS_LOG_IDLE_TIMEOUT, conn->remote_address);
+            vrs__start_close(server, conn, VRS__CLOSE_GOING_AWAY, "idle timeout");
+            break;
+        case VRS__CLOSING:
+            vrs__log(server, VRS_LOG_CLOSE_TIMEOUT, conn->remote_address);
+            vrs__kill(server, conn, conn->close_code);
+            break;
+        default:
+            vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
+            break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Randomness and peer ids: UUID v4 from the operating system's random source
+   ------------------------------------------------------------------------------------------- */
+
+static int vrs__random_bytes(vrs_server *server, uint8_t *out, size_t length) {
+    while (length > 0) {
+        size_t take;
+        if (server->random_fill == server->random_used) {
+            ssize_t got = read(server->random_fd, server->random_pool, sizeof server->random_pool);
+            if (got <= 0) {
+                if (got < 0 && errno == EINTR) continue;
+                vrs__log(server, VRS_LOG_SYSTEM_ERROR, "reading /dev/urandom failed");
+                return 0;
+            }
+            server->random_fill = (size_t)got;
+            server->random_used = 0;
+        }
+        take = server->random_fill - server->random_used;
+        if (take > length) take = length;
+        VRS_MEMCPY(out, server->random_pool + server->random_used, take);
+        /* used bytes are wiped so that no later read of the pool repeats them */
+        VRS_MEMSET(server->random_pool + server->random_used, 0, take);
+        server->random_used += take;
+        out += take;
+        length -= take;
+    }
+    return 1;
+}
+
+static int vrs__make_peer_id(vrs_server *server, char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    int i, o = 0;
+    if (!vrs__random_bytes(server, b, sizeof b)) return 0;
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Rooms and channels
+   ------------------------------------------------------------------------------------------- */
+
+#define VRS__REF_MAX 40          /* bytes of a join_ref kept as JSON text, quotes included */
+#define VRS__INLINE_METADATA 96  /* metadata up to this size lives in the channel itself */
+
+typedef struct vrs__channel {
+    uint16_t generation;
+    uint8_t in_use;
+    uint8_t relay_joined;
+    uint8_t join_ref_length;   /* the join's join_ref as JSON text: "null" when it had none */
+    uint8_t push_ref_length;   /* what pushes and replies carry: join_ref, or the join's ref */
+    uint16_t metadata_length;  /* relay metadata M as JSON text */
+    uint32_t conn;             /* connection slot */
+    uint32_t room;             /* room slot */
+    uint32_t prev_in_room, next_in_room, next_in_conn;
+    char join_ref[VRS__REF_MAX];
+    char push_ref[VRS__REF_MAX];
+    char peer_id[37];
+    char metadata[VRS__INLINE_METADATA];
+    vrs__chain metadata_overflow; /* M when longer than the inline room */
+    void *user_data;
+} vrs__channel;
+
+typedef struct vrs__room {
+    uint16_t generation;
+    uint8_t in_use;
+    uint8_t closing;           /* the host closes it: its channels are going */
+    uint16_t id_length;
+    uint32_t hash;
+    uint32_t next_in_bucket;
+    uint32_t first_peer, last_peer;
+    int peer_count;
+    void *user_data;
+} vrs__room;
+
+static uint32_t vrs__hash(const char *bytes, size_t length) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    size_t i;
+    for (i = 0; i < length; i++) h = (h ^ (uint8_t)bytes[i]) * 16777619u;
+    return h;
+}
+
+static char *vrs__room_id(vrs_server *server, uint32_t room) {
+    return server->room_ids + (size_t)room * ((size_t)server->desc.max_room_id_size + 1);
+}
+
+static vrs__room *vrs__room_lookup(vrs_server *server, vrs_room handle) {
+    uint32_t index = handle.id & VRS__INDEX_MASK;
+    vrs__room *room;
+    if (!server || index == 0 || index > (uint32_t)server->desc.max_rooms) return NULL;
+    room = &server->rooms[index - 1];
+    return room->in_use && room->generation == (handle.id >> VRS__INDEX_BITS) ? room : NULL;
+}
+
+static vrs__channel *vrs__channel_lookup(vrs_server *server, vrs_peer handle) {
+    uint32_t index = handle.id & VRS__INDEX_MASK;
+    vrs__channel *channel;
+    if (!server || index == 0 || index > (uint32_t)server->desc.max_channels) return NULL;
+    channel = &server->channels[index - 1];
+    return channel->in_use && channel->generation == (handle.id >> VRS__INDEX_BITS) ? channel : NULL;
+}
+
+static vrs_room vrs__room_handle(vrs_server *server, uint32_t room) {
+    vrs_room handle;
+    handle.id = (uint32_t)server->rooms[room].generation << VRS__INDEX_BITS | (room + 1);
+    return handle;
+}
+
+static vrs_peer vrs__peer_handle(vrs_server *server, const vrs__channel *channel) {
+    vrs_peer handle;
+    handle.id = (uint32_t)channel->generation << VRS__INDEX_BITS |
+                ((uint32_t)(channel - server->channels) + 1);
+    return handle;
+}
+
+static uint32_t vrs__room_find(vrs_server *server, const char *id, size_t length) {
+    uint32_t hash = vrs__hash(id, length);
+    uint32_t room = server->room_buckets[hash & server->room_bucket_mask];
+    while (room != VRS__NONE) {
+        vrs__room *r = &server->rooms[room];
+        if (r->hash == hash && r->id_length == length && memcmp(vrs__room_id(server, room), id, length) == 0)
+            return room;
+        room = r->next_in_bucket;
+    }
+    return VRS__NONE;
+}
+
+static uint32_t vrs__room_create(vrs_server *server, const char *id, size_t length) {
+    uint32_t room, *bucket;
+    vrs__room *r;
+    if (server->free_room_count == 0) return VRS__NONE;
+    room = server->free_rooms[--server->free_room_count];
+    r = &server->rooms[room];
+    r->in_use = 1;
+    r->closing = 0;
+    r->id_length = (uint16_t)length;
+    r->hash = vrs__hash(id, length);
+    r->first_peer = r->last_peer = VRS__NONE;
+    r->peer_count = 0;
+    r->user_data = NULL;
+    VRS_MEMCPY(vrs__room_id(server, room), id, length);
+    vrs__room_id(server, room)[length] = '\0';
+    bucket = &server->room_buckets[r->hash & server->room_bucket_mask];
+    r->next_in_bucket = *bucket;
+    *bucket = room;
+    server->room_count++;
+    if (server->desc.room_logic.on_room_created)
+        server->desc.room_logic.on_room_created(server, vrs__room_handle(server, room),
+                                                server->desc.room_logic.user_data);
+    return room;
+}
+
+static void vrs__room_destroy(vrs_server *server, uint32_t room) {
+    vrs__room *r = &server->rooms[room];
+    uint32_t *link = &server->room_buckets[r->hash & server->room_bucket_mask];
+    if (server->desc.room_logic.on_room_destroyed)
+        server->desc.room_logic.on_room_destroyed(server, vrs__room_handle(server, room),
+                                                  server->desc.room_logic.user_data);
+    while (*link != room) link = &server->rooms[*link].next_in_bucket;
+    *link = r->next_in_bucket;
+    r->in_use = 0;
+    r->generation = (uint16_t)((r->generation + 1) & 0xFFF);
+    server->free_rooms[server->free_room_count++] = room;
+    server->room_count--;
+}
+
+static void vrs__room_unlink(vrs_server *server, vrs__channel *channel) {
+    vrs__room *r = &server->rooms[channel->room];
+    if (channel->prev_in_room != VRS__NONE) server->channels[channel->prev_in_room].next_in_room = channel->next_in_room;
+    else r->first_peer = channel->next_in_room;
+    if (channel->next_in_room != VRS__NONE) server->channels[channel->next_in_room].prev_in_room = channel->prev_in_room;
+    else r->last_peer = channel->prev_in_room;
+    channel->prev_in_room = channel->next_in_room = VRS__NONE;
+}
+
+static void vrs__room_append(vrs_server *server, vrs__channel *channel) {
+    vrs__room *r = &server->rooms[channel->room];
+    uint32_t index = (uint32_t)(channel - server->channels);
+    channel->prev_in_room = r->last_peer;
+    channel->next_in_room = VRS__NONE;
+    if (r->last_peer != VRS__NONE) server->channels[r->last_peer].next_in_room = index;
+    else r->first_peer = index;
+    r->last_peer = index;
+}
+
+static void vrs__metadata_clear(vrs_server *server, vrs__channel *channel) {
+    vrs__chain_clear(&server->pool, &channel->metadata_overflow);
+    channel->metadata_length = 0;
+}
+
+/* Stores M (JSON text). Returns 0 when the pool cannot hold it. */
+static int vrs__metadata_store(vrs_server *server, vrs__channel *channel, const char *m, size_t length) {
+    vrs__metadata_clear(server, channel);
+    if (length <= VRS__INLINE_METADATA) {
+        VRS_MEMCPY(channel->metadata, m, length);
+    } else {
+        if (vrs__chain_blocks_needed(&channel->metadata_overflow, length) > server->pool.free_count) return 0;
+        vrs__chain_append(&server->pool, &channel->metadata_overflow, m, length);
+    }
+    channel->metadata_length = (uint16_t)length;
+    return 1;
+}
+
+static void vrs__jw_metadata(vrs_server *server, vrs__json_writer *w, const vrs__channel *channel) {
+    if (channel->metadata_length == 0) {
+        vrs__jw_null(w);
+    } else if (channel->metadata_length <= VRS__INLINE_METADATA) {
+        vrs__jw_raw(w, channel->metadata, channel->metadata_length);
+    } else if (w->length + channel->metadata_length <= w->capacity) {
+        vrs__chain_gather(&server->pool, &channel->metadata_overflow, VRS__CAST(uint8_t *, (void *)(w->buffer + w->length)));
+        w->length += channel->metadata_length;
+    } else {
+        w->overflowed = 1;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The Phoenix wire format (shared/PROTOCOL.md in the project): V1 objects, V2 arrays, V2 binary
+   ------------------------------------------------------------------------------------------- */
+
+#define VRS__MAX_JSON_DEPTH 64
+
+/* One decoded client message. join_ref, ref and topic are kept as JSON text (from a binary
+   frame they are encoded here), so that replies can echo them exactly. */
+typedef struct vrs__message {
+    vrs__json_slice join_ref, ref, topic_json;
+    char topic[256];
+    long topic_length;         /* -1: longer than the buffer */
+    char event[64];
+    long event_length;         /* -1: longer than the buffer (so no event we handle) */
+    vrs__json_slice payload;   /* JSON text; for a binary frame, the raw bytes */
+    int payload_is_binary;
+    char encoded[3][1536];     /* JSON text of a binary frame's join_ref, ref and topic */
+} vrs__message;
+
+static int vrs__json_is_null(vrs__json_slice value) {
+    return value.length == 4 && memcmp(value.start, "null", 4) == 0;
+}
+
+static int vrs__is_scalar_ref(vrs__json_slice value) {
+    vrs__json_kind kind = vrs__json_kind_of(value);
+    return kind == VRS__JSON_STRING || kind == VRS__JSON_NULL || kind == VRS__JSON_NUMBER;
+}
+
+static int vrs__decode_names(vrs__message *m, vrs__json_slice topic, vrs__json_slice event) {
+    if (vrs__json_kind_of(topic) != VRS__JSON_STRING || vrs__json_kind_of(event) != VRS__JSON_STRING) return 0;
+    m->topic_json = topic;
+    m->topic_length = vrs__json_string_decode(topic, m->topic, sizeof m->topic);
+    m->event_length = vrs__json_string_decode(event, m->event, sizeof m->event);
+    return 1;
+}
+
+/* V2 text: [join_ref, ref, topic, event, payload, ...ignored] */
+static int vrs__decode_v2(const char *text, size_t length, vrs__message *m) {
+    vrs__json_slice whole, items[5];
+    vrs__json_cursor cursor;
+    int count = 0;
+    whole.start = text;
+    whole.length = length;
+    if (!vrs__json_validate(text, length, VRS__MAX_JSON_DEPTH) || vrs__json_kind_of(whole) != VRS__JSON_ARRAY)
+        return 0;
+    vrs__json_enter(whole, &cursor);
+    while (count < 5 && vrs__json_next_element(&cursor, &items[count])) count++;
+    if (count < 5 || !vrs__is_scalar_ref(items[0]) || !vrs__is_scalar_ref(items[1])) return 0;
+    m->join_ref = items[0];
+    m->ref = items[1];
+    m->payload = items[4];
+    return vrs__decode_names(m, items[2], items[3]);
+}
+
+/* V1 text: {"topic":..,"event":..,"payload":..,"ref":..,"join_ref":.. (optional)} */
+static int vrs__decode_v1(const char *text, size_t length, vrs__message *m) {
+    vrs__json_slice whole, topic, event;
+    whole.start = text;
+    whole.length = length;
+    if (!vrs__json_validate(text, length, VRS__MAX_JSON_DEPTH) || vrs__json_kind_of(whole) != VRS__JSON_OBJECT)
+        return 0;
+    if (!vrs__json_object_get(whole, "topic", &topic) || !vrs__json_object_get(whole, "event", &event) ||
+        !vrs__json_object_get(whole, "payload", &m->payload) || !vrs__json_object_get(whole, "ref", &m->ref))
+        return 0;
+    if (!vrs__json_object_get(whole, "join_ref", &m->join_ref)) {
+        m->join_ref.start = "null";
+        m->join_ref.length = 4;
+    }
+    if (!vrs__is_scalar_ref(m->join_ref) || !vrs__is_scalar_ref(m->ref)) return 0;
+    return vrs__decode_names(m, topic, event);
+}
+
+/* V2 binary push, kind 0: 0, jr_len, ref_len, topic_len, event_len, join_ref, ref, topic, event,
+   payload. The names become JSON strings (they must be UTF-8). */
+static int vrs__decode_v2_binary(const uint8_t *data, size_t length, vrs__message *m) {
+    size_t sizes[4], at = 5, i, total = 5;
+    vrs__json_slice names[4];
+    if (length < 5 || data[0] != 0) return 0;
+    for (i = 0; i < 4; i++) total += sizes[i] = data[1 + i];
+    if (length < total) return 0;
+    for (i = 0; i < 4; i++) {
+        vrs__json_writer w;
+        const char *field = (const char *)data + at;
+        if (!vrs__utf8_is_valid(data + at, sizes[i])) return 0;
+        if (i == 3) { /* the event is not echoed: decode it straight */
+            VRS_MEMCPY(m->event, field, sizes[i] < sizeof m->event ? sizes[i] : 0);
+            m->event_length = sizes[i] < sizeof m->event ? (long)sizes[i] : -1;
+            if (m->event_length >= 0) m->event[m->event_length] = '\0';
+        } else {
+            vrs__jw_init(&w, m->encoded[i], sizeof m->encoded[i]);
+            vrs__jw_string(&w, field, sizes[i]);
+            names[i].start = m->encoded[i];
+            names[i].length = w.length;
+        }
+        at += sizes[i];
+    }
+    m->join_ref = names[0];
+    m->ref = names[1];
+    m->topic_json = names[2];
+    m->topic_length = (long)sizes[2] < (long)sizeof m->topic ? (long)sizes[2] : -1;
+    if (m->topic_length >= 0) {
+        VRS_MEMCPY(m->topic, data + 5 + sizes[0] + sizes[1], sizes[2]);
+        m->topic[sizes[2]] = '\0';
+    }
+    m->payload.start = (const char *)data + total;
+    m->payload.length = length - total;
+    m->payload_is_binary = 1;
+    return 1;
+}
+
+/* Writes one text message in the socket's serializer. All but `event` are JSON text. */
+static void vrs__write_envelope(vrs__json_writer *w, int vsn, const char *join_ref, size_t join_ref_length,
+                                const char *ref, size_t ref_length, const char *topic, size_t topic_length,
+                                const char *event, const char *payload, size_t payload_length) {
+    if (vsn == 2) {
+        VRS__JW_LITERAL(w, "[");
+        vrs__jw_raw(w, join_ref, join_ref_length);
+        VRS__JW_LITERAL(w, ",");
+        vrs__jw_raw(w, ref, ref_length);
+        VRS__JW_LITERAL(w, ",");
+        vrs__jw_raw(w, topic, topic_length);
+        VRS__JW_LITERAL(w, ",");
+        vrs__jw_cstring(w, event);
+        VRS__JW_LITERAL(w, ",");
+        vrs__jw_raw(w, payload, payload_length);
+        VRS__JW_LITERAL(w, "]");
+    } else {
+        VRS__JW_LITERAL(w, "{\"topic\":");
+        vrs__jw_raw(w, topic, topic_length);
+        VRS__JW_LITERAL(w, ",\"event\":");
+        vrs__jw_cstring(w, event);
+        VRS__JW_LITERAL(w, ",\"payload\":");
+        vrs__jw_raw(w, payload, payload_length);
+        VRS__JW_LITERAL(w, ",\"ref\":");
+        vrs__jw_raw(w, ref, ref_length);
+        VRS__JW_LITERAL(w, "}");
+    }
+}
+
+static vrs_result vrs__send_envelope(vrs_server *server, vrs__conn *conn, const char *join_ref,
+                                     size_t join_ref_length, const char *ref, size_t ref_length,
+                                     const char *topic, size_t topic_length, const char *event,
+                                     const char *payload, size_t payload_length) {
+    vrs__json_writer w;
+    vrs__jw_init(&w, server->frame_buffer, server->frame_buffer_size);
+    vrs__write_envelope(&w, conn->vsn, join_ref, join_ref_length, ref, ref_length, topic, topic_length,
+                        event, payload, payload_length);
+    if (w.overflowed) return VRS_ERROR_TOO_LARGE;
+    return vrs__queue_frame(server, conn, VRS__OP_TEXT, w.buffer, w.length);
+}
+
+/* phx_reply with {"status":..,"response":..}; `response` is JSON text. */
+static void vrs__reply(vrs_server *server, vrs__conn *conn, vrs__json_slice join_ref, const vrs__message *m,
+                       int ok, const char *response, size_t response_length) {
+    char payload[512];
+    vrs__json_writer w;
+    vrs__jw_init(&w, payload, sizeof payload);
+    if (ok) VRS__JW_LITERAL(&w, "{\"status\":\"ok\",\"response\":");
+    else VRS__JW_LITERAL(&w, "{\"status\":\"error\",\"response\":");
+    vrs__jw_raw(&w, response, response_length);
+    VRS__JW_LITERAL(&w, "}");
+    if (w.overflowed) return;
+    vrs__send_envelope(server, conn, join_ref.start, join_ref.length, m->ref.start, m->ref.length,
+                       m->topic_json.start, m->topic_json.length, "phx_reply", w.buffer, w.length);
+}
+
+static void vrs__reply_error(vrs_server *server, vrs__conn *conn, vrs__json_slice join_ref,
+                             const vrs__message *m, const char *reason) {
+    char response[256];
+    vrs__json_writer w;
+    vrs__jw_init(&w, response, sizeof response);
+    VRS__JW_LITERAL(&w, "{\"reason\":");
+    vrs__jw_cstring(&w, reason);
+    VRS__JW_LITERAL(&w, "}");
+    vrs__reply(server, conn, join_ref, m, 0, w.buffer, w.length);
+}
+
+static vrs__json_slice vrs__slice(const char *text, size_t length) {
+    vrs__json_slice s;
+    s.start = text;
+    s.length = length;
+    return s;
+}
+
+/* The channel's topic as JSON text: "room:<id>". */
+static size_t vrs__channel_topic(vrs_server *server, const vrs__channel *channel, char *out, size_t capacity) {
+    char topic[5 + 256];
+    vrs__json_writer w;
+    size_t id_length = server->rooms[channel->room].id_length;
+    VRS_MEMCPY(topic, "room:", 5);
+    VRS_MEMCPY(topic + 5, vrs__room_id(server, channel->room), id_length);
+    vrs__jw_init(&w, out, capacity);
+    vrs__jw_string(&w, topic, 5 + id_length);
+    return w.overflowed ? 0 : w.length;
+}
+
+/* A push from the channel: [push_ref, null, topic, event, payload]. */
+static vrs_result vrs__channel_push(vrs_server *server, vrs__channel *channel, const char *event,
+                                    const char *payload, size_t length) {
+    char topic[1600];
+    size_t topic_length = vrs__channel_topic(server, channel, topic, sizeof topic);
+    return vrs__send_envelope(server, &server->conns[channel->conn], channel->push_ref,
+                              channel->push_ref_length, "null", 4, topic, topic_length, event, payload,
+                              length);
+}
+
+/* phx_close or phx_error: [join_ref, join_ref, topic, event, payload], with the join's own
+   join_ref (null when it had none). */
+static void vrs__channel_end_message(vrs_server *server, vrs__conn *conn, const char *join_ref,
+                                     size_t join_ref_length, const char *topic, size_t topic_length,
+                                     const char *event, const char *payload) {
+    vrs__send_envelope(server, conn, join_ref, join_ref_length, join_ref, join_ref_length, topic,
+                       topic_length, event, payload, strlen(payload));
+}
+
+/* mediaEvent {"data": D}, D being JSON text. */
+static vrs_result vrs__push_media_event(vrs_server *server, vrs__channel *channel, const char *data,
+                                        size_t length) {
+    vrs__json_writer w;
+    vrs__jw_init(&w, server->payload_buffer, server->payload_buffer_size);
+    VRS__JW_LITERAL(&w, "{\"data\":");
+    vrs__jw_raw(&w, data, length);
+    VRS__JW_LITERAL(&w, "}");
+    if (w.overflowed) return VRS_ERROR_TOO_LARGE;
+    return vrs__channel_push(server, channel, "mediaEvent", w.buffer, w.length);
+}
+
+static void vrs__log_peer(vrs_server *server, vrs_log_item item, const vrs__channel *channel) {
+    char detail[200];
+    snprintf(detail, sizeof detail, "peer %s, room:%.64s, %s", channel->peer_id,
+             vrs__room_id(server, channel->room), server->conns[channel->conn].remote_address);
+    vrs__log(server, item, detail);
+}
+
+/* Ends a channel: the room logic hears that the peer left, the channel leaves its room and its
+   socket, and a room left empty is destroyed. Nothing is sent to the channel's client. */
+static void vrs__channel_remove(vrs_server *server, vrs__channel *channel) {
+    uint32_t room = channel->room, index = (uint32_t)(channel - server->channels);
+    vrs__conn *conn = &server->conns[channel->conn];
+    uint32_t *link = &conn->first_channel;
+    vrs__room_unlink(server, channel);
+    server->rooms[room].peer_count--;
+    while (*link != index) link = &server->channels[*link].next_in_conn;
+    *link = channel->next_in_conn;
+    conn->channel_count--;
+    /* out of its room and socket first: the callback may close the room (vrs_room_close),
+       which must not find this channel again; its handle stays valid during the call */
+    if (server->desc.room_logic.on_peer_left)
+        server->desc.room_logic.on_peer_left(server, vrs__room_handle(server, room),
+                                             vrs__peer_handle(server, channel),
+                                             server->desc.room_logic.user_data);
+    vrs__metadata_clear(server, channel);
+    channel->in_use = 0;
+    channel->relay_joined = 0;
+    channel->generation = (uint16_t)((channel->generation + 1) & 0xFFF);
+    server->free_channels[server->free_channel_count++] = index;
+    server->channel_count--;
+    vrs__log_peer(server, VRS_LOG_PEER_LEFT, channel);
+    if (server->rooms[room].in_use && server->rooms[room].peer_count == 0) vrs__room_destroy(server, room);
+}
+
+static vrs__channel *vrs__channel_for_topic(vrs_server *server, vrs__conn *conn, const vrs__message *m) {
+    uint32_t index;
+    if (m->topic_length < 5 || memcmp(m->topic, "room:", 5) != 0) return NULL;
+    for (index = conn->first_channel; index != VRS__NONE; index = server->channels[index].next_in_conn) {
+        vrs__channel *channel = &server->channels[index];
+        vrs__room *room = &server->rooms[channel->room];
+        if ((long)room->id_length == m->topic_length - 5 &&
+            memcmp(vrs__room_id(server, channel->room), m->topic + 5, room->id_length) == 0)
+            return channel;
+    }
+    return NULL;
+}
+
+static int vrs__copy_ref(char *out, uint8_t *out_length, vrs__json_slice ref) {
+    if (ref.length > VRS__REF_MAX) return 0;
+    VRS_MEMCPY(out, ref.start, ref.length);
+    *out_length = (uint8_t)ref.length;
+    return 1;
+}
+
+static void vrs__join(vrs_server *server, vrs__conn *conn, const vrs__message *m) {
+    vrs__channel *old = vrs__channel_for_topic(server, conn, m), *channel;
+    char old_join_ref[VRS__REF_MAX];
+    uint8_t old_join_ref_length = 0;
+    const char *room_id = m->topic + 5;
+    size_t room_id_length = m->topic_length >= 5 ? (size_t)m->topic_length - 5 : 0;
+    uint32_t room, index;
+    int displaced = old != NULL;
+    if (m->topic_length < 0 ? (m->topic_json.length < 7 || memcmp(m->topic_json.start, "\"room:", 6) != 0)
+                            : (m->topic_length < 5 || memcmp(m->topic, "room:", 5) != 0)) {
+        vrs__reply_error(server, conn, vrs__slice("null", 4), m, "unmatched topic");
+        return;
+    }
+    if (displaced) {
+        /* a duplicate join: the old channel ends; its phx_close follows the new join's reply */
+        VRS_MEMCPY(old_join_ref, old->join_ref, old->join_ref_length);
+        old_join_ref_length = old->join_ref_length;
+        vrs__channel_remove(server, old);
+    }
+    if (m->join_ref.length > VRS__REF_MAX || (vrs__json_is_null(m->join_ref) && m->ref.length > VRS__REF_MAX)) {
+        vrs__reply_error(server, conn, m->join_ref, m, "join_ref too long");
+    } else if (m->topic_length < 0 || room_id_length == 0 || room_id_length > (size_t)server->desc.max_room_id_size) {
+        vrs__reply_error(server, conn, m->join_ref, m, "invalid room id");
+    } else if (conn->channel_count >= server->desc.max_channels_per_socket) {
+        vrs__reply_error(server, conn, m->join_ref, m, "too many channels joined");
+    } else if (server->free_channel_count == 0) {
+        vrs__log(server, VRS_LOG_CHANNEL_TABLE_FULL, conn->remote_address);
+        vrs__reply_error(server, conn, m->join_ref, m, "server is full");
+    } else {
+        room = vrs__room_find(server, room_id, room_id_length);
+        if (room == VRS__NONE) room = vrs__room_create(server, room_id, room_id_length);
+        if (room == VRS__NONE) {
+            vrs__log(server, VRS_LOG_ROOM_TABLE_FULL, conn->remote_address);
+            vrs__reply_error(server, conn, m->join_ref, m, "failed to start room");
+        } else if (server->rooms[room].peer_count >= server->desc.max_peers_per_room) {
+            vrs__reply_error(server, conn, m->join_ref, m, "room is full");
+        } else {
+            char peer_id[37];
+            if (!vrs__make_peer_id(server, peer_id)) {
+                if (server->rooms[room].peer_count == 0) vrs__room_destroy(server, room);
+                vrs__reply_error(server, conn, m->join_ref, m, "failed to start room");
+            } else {
+                index = server->free_channels[--server->free_channel_count];
+                channel = &server->channels[index];
+                channel->in_use = 1;
+                channel->relay_joined = 0;
+                channel->conn = (uint32_t)(conn - server->conns);
+                channel->room = room;
+                channel->user_data = NULL;
+                channel->metadata_length = 0;
+                vrs__chain_init(&channel->metadata_overflow);
+                VRS_MEMCPY(channel->peer_id, peer_id, sizeof peer_id);
+                vrs__copy_ref(channel->join_ref, &channel->join_ref_length, m->join_ref);
+                vrs__copy_ref(channel->push_ref, &channel->push_ref_length,
+                              vrs__json_is_null(m->join_ref) ? m->ref : m->join_ref);
+                vrs__room_append(server, channel);
+                server->rooms[room].peer_count++;
+                channel->next_in_conn = conn->first_channel;
+                conn->first_channel = index;
+                conn->channel_count++;
+                server->channel_count++;
+                vrs__reply(server, conn, m->join_ref, m, 1, "{}", 2);
+                vrs__log_peer(server, VRS_LOG_PEER_JOINED, channel);
+                if (server->desc.room_logic.on_peer_joined)
+                    server->desc.room_logic.on_peer_joined(server, vrs__room_handle(server, room),
+                                                           vrs__peer_handle(server, channel),
+                                                           server->desc.room_logic.user_data);
+            }
+        }
+    }
+    if (displaced)
+        vrs__channel_end_message(server, conn, old_join_ref, old_join_ref_length, m->topic_json.start,
+                                 m->topic_json.length, "phx_close", "{}");
+}
+
+/* A whole client message on a Phoenix socket. */
+static void vrs__phoenix_message(vrs_server *server, vrs__conn *conn, int opcode, const uint8_t *data,
+                                 size_t length) {
+    vrs__message m;
+    vrs__channel *channel;
+    int decoded;
+    VRS_MEMSET(&m, 0, offsetof(vrs__message, encoded)); /* the encoded names need no clearing */
+    if (opcode == VRS__OP_BINARY)
+        decoded = conn->vsn == 2 && vrs__decode_v2_binary(data, length, &m);
+    else if (conn->vsn == 2)
+        decoded = vrs__decode_v2((const char *)data, length, &m);
+    else
+        decoded = vrs__decode_v1((const char *)data, length, &m);
+    if (!decoded) {
+        vrs__fail(server, conn, VRS__CLOSE_INVALID_DATA, VRS_LOG_BAD_MESSAGE);
+        return;
+    }
+    if (m.event_length < 0) m.event[0] = '\0';
+    if (m.topic_length == 7 && memcmp(m.topic, "phoenix", 7) == 0 && strcmp(m.event, "heartbeat") == 0) {
+        vrs__reply(server, conn, vrs__slice("null", 4), &m, 1, "{}", 2);
+        return;
+    }
+    if (strcmp(m.event, "phx_join") == 0) {
+        vrs__join(server, conn, &m);
+        return;
+    }
+    channel = vrs__channel_for_topic(server, conn, &m);
+    if (!channel) {
+        if (strcmp(m.event, "phx_leave") == 0)
+            vrs__reply(server, conn, m.join_ref, &m, 1, "{}", 2);
+        else
+            vrs__reply_error(server, conn, vrs__slice("null", 4), &m, "unmatched topic");
+        return;
+    }
+    if (!vrs__json_is_null(m.join_ref) &&
+        (m.join_ref.length != channel->join_ref_length ||
+         memcmp(m.join_ref.start, channel->join_ref, m.join_ref.length) != 0))
+        return; /* stale: from a join this channel no longer is */
+    if (strcmp(m.event, "phx_leave") == 0) {
+        char join_ref[VRS__REF_MAX];
+        size_t join_ref_length = channel->join_ref_length;
+        VRS_MEMCPY(join_ref, channel->join_ref, join_ref_length);
+        vrs__reply(server, conn, vrs__slice(channel->push_ref, channel->push_ref_length), &m, 1, "{}", 2);
+        vrs__channel_remove(server, channel);
+        vrs__channel_end_message(server, conn, join_ref, join_ref_length, m.topic_json.start,
+                                 m.topic_json.length, "phx_close", "{}");
+        return;
+    }
+    if (strcmp(m.event, "mediaEvent") == 0) {
+        vrs__json_slice data_value;
+        if (m.payload_is_binary || vrs__json_kind_of(m.payload) != VRS__JSON_OBJECT ||
+            !vrs__json_object_get(m.payload, "data", &data_value)) {
+            vrs__reply_error(server, conn, vrs__slice(channel->push_ref, channel->push_ref_length), &m,
+                             "mediaEvent needs a JSON payload {\"data\": ...}");
+            return;
+        }
+        if (server->desc.room_logic.on_media_event)
+            server->desc.room_logic.on_media_event(server, vrs__room_handle(server, channel->room),
+                                                   vrs__peer_handle(server, channel), data_value.start,
+                                                   data_value.length, server->desc.room_logic.user_data);
+        return;
+    }
+    vrs__reply_error(server, conn, vrs__slice(channel->push_ref, channel->push_ref_length), &m,
+                     "unhandled event");
+}
+
+/* The socket is gone: each of its channels leaves its room; nothing is sent. */
+static void vrs__phoenix_socket_ended(vrs_server *server, vrs__conn *conn) {
+    while (conn->first_channel != VRS__NONE) vrs__channel_remove(server, &server->channels[conn->first_channel]);
+}
+
+/* "1.0.0" style versions: major.0.patch with a numeric patch. */
+static int vrs__vsn_major(const char *vsn) {
+    const char *p = vsn + 4;
+    if ((vsn[0] != '1' && vsn[0] != '2') || vsn[1] != '.' || vsn[2] != '0' || vsn[3] != '.' || !*p) return 0;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return vsn[0] - '0';
+}
+
+static int vrs__origin_allowed(const vrs_server *server, vrs_span origin) {
+    int i;
+    if (!server->desc.allowed_origins || origin.length == 0) return 1;
+    for (i = 0; i < server->desc.allowed_origin_count; i++)
+        if (vrs__span_equals_nocase(origin, server->desc.allowed_origins[i])) return 1;
+    return 0;
+}
+
+/* The Phoenix 1.8 auth token: "base64url.bearer.phx.<base64url, no padding>" among the
+   offered subprotocols. Returns the decoded length, or -1 when none is offered or valid. */
+static long vrs__auth_token(const vrs_request *request, char *out, size_t capacity) {
+    static const char prefix[] = "base64url.bearer.phx.";
+    int i;
+    for (i = 0; i < request->header_count; i++) {
+        vrs_span list = request->headers[i].value;
+        size_t at = 0;
+        if (!vrs__span_equals_nocase(request->headers[i].name, "Sec-WebSocket-Protocol")) continue;
+        while (at < list.length) {
+            size_t start, end;
+            while (at < list.length && (vrs__is_space(list.ptr[at]) || list.ptr[at] == ',')) at++;
+            start = at;
+            while (at < list.length && list.ptr[at] != ',') at++;
+            end = at;
+            while (end > start && vrs__is_space(list.ptr[end - 1])) end--;
+            if (end - start > sizeof prefix - 1 && memcmp(list.ptr + start, prefix, sizeof prefix - 1) == 0) {
+                char padded[1400];
+                size_t n = 0, k;
+                const char *token = list.ptr + start + sizeof prefix - 1;
+                size_t token_length = end - start - (sizeof prefix - 1);
+                long decoded;
+                if (token_length + 4 > sizeof padded) return -1;
+                for (k = 0; k < token_length; k++) /* base64url to base64 */
+                    padded[n++] = token[k] == '-' ? '+' : token[k] == '_' ? '/' : token[k];
+                while (n % 4) padded[n++] = '=';
+                decoded = vrs__base64_decode(padded, n, VRS__CAST(uint8_t *, (void *)out), capacity);
+                return decoded;
+            }
+        }
+    }
+    return -1;
+}
+
+/* The socket's upgrade request, checked in Phoenix's order: method, origin, vsn, the host's
+   connect hook, then the RFC 6455 checks. */
+static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vrs_request *request) {
+    char vsn[16], token[1024];
+    long token_length;
+    int major = 1, vsn_length;
+    vrs__upgrade_check upgrade;
+    if (!vrs_span_equals(request->method, "GET")) {
+        vrs__log(server, VRS_LOG_BAD_UPGRADE, conn->remote_address);
+        vrs__respond_error(server, conn, 400, NULL);
+        return;
+    }
+    if (!vrs__origin_allowed(server, vrs_request_header(request, "Origin"))) {
+        vrs__log(server, VRS_LOG_ORIGIN_REFUSED, conn->remote_address);
+        vrs__respond_error(server, conn, 403, NULL);
+        return;
+    }
+    vsn_length = vrs_request_query(request, "vsn", vsn, sizeof vsn);
+    if (vsn_length != -1) major = vsn_length > 0 ? vrs__vsn_major(vsn) : 0; /* absent: V1 */
+    if (major == 0) {
+        vrs__log(server, VRS_LOG_VSN_REFUSED, conn->remote_address);
+        vrs__respond_error(server, conn, 403, NULL);
+        return;
+    }
+    token_length = vrs__auth_token(request, token, sizeof token);
+    if (server->desc.on_connect) {
+        vrs_connect_info info;
+        info.request = request;
+        info.origin = vrs_request_header(request, "Origin");
+        info.remote_address = conn->remote_address;
+        info.auth_token = token_length >= 0 ? token : NULL;
+        info.auth_token_length = token_length >= 0 ? (size_t)token_length : 0;
+        if (server->desc.on_connect(server, vrs__handle(server, conn), &info, server->desc.user_data) != 0) {
+            vrs__log(server, VRS_LOG_CONNECT_REFUSED, conn->remote_address);
+            vrs__respond_error(server, conn, 403, NULL);
+            return;
+        }
+    }
+    upgrade = vrs__check_upgrade(request);
+    if (upgrade != VRS__UPGRADE_VALID) {
+        int version = upgrade == VRS__UPGRADE_VERSION;
+        vrs__log(server, version ? VRS_LOG_UNSUPPORTED_VERSION : VRS_LOG_BAD_UPGRADE, conn->remote_address);
+        vrs__respond_error(server, conn, version ? 426 : 400, version ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        return;
+    }
+    conn->phoenix = 1;
+    conn->vsn = (uint8_t)major;
+    conn->first_channel = VRS__NONE;
+    vrs__open_websocket(server, conn, request,
+                        vrs_request_offers_subprotocol(request, "phoenix") ? "phoenix" : NULL);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The relay room logic (shared/RELAY.md in the project)
+   ------------------------------------------------------------------------------------------- */
+
+/* Sends E (compact JSON text) to one channel as D = a JSON string holding it. */
+static void vrs__relay_send_encoded(vrs_server *server, vrs__channel *channel, const vrs__json_writer *d) {
+    if (!d->overflowed) vrs__push_media_event(server, channel, d->buffer, d->length);
+}
+
+static void vrs__relay_encode(vrs_server *server, const vrs__json_writer *e, vrs__json_writer *d) {
+    vrs__jw_init(d, server->relay_outer, server->relay_outer_size);
+    if (e->overflowed) {
+        d->overflowed = 1;
+        return;
+    }
+    vrs__jw_string(d, e->buffer, e->length);
+}
+
+static void vrs__relay_error(vrs_server *server, vrs__channel *channel, const char *text) {
+    vrs__json_writer e, d;
+    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
+    VRS__JW_LITERAL(&e, "{\"type\":\"error\",\"data\":{\"message\":");
+    vrs__jw_cstring(&e, text);
+    VRS__JW_LITERAL(&e, "}}");
+    vrs__relay_encode(server, &e, &d);
+    vrs__relay_send_encoded(server, channel, &d);
+}
+
+/* Sends E to every relay-joined peer of the room except `except` (or to `only` alone). */
+static void vrs__relay_fan_out(vrs_server *server, vrs__channel *except, const vrs__json_writer *e) {
+    vrs__json_writer d;
+    uint32_t index;
+    vrs__relay_encode(server, e, &d);
+    for (index = server->rooms[except->room].first_peer; index != VRS__NONE;) {
+        vrs__channel *peer = &server->channels[index];
+        index = peer->next_in_room; /* read first: a send can end a slow client, not this list */
+        if (peer != except && peer->relay_joined) vrs__relay_send_encoded(server, peer, &d);
+    }
+}
+
+static void vrs__relay_peer_left_event(vrs_server *server, vrs__channel *channel) {
+    vrs__json_writer e;
+    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
+    VRS__JW_LITERAL(&e, "{\"type\":\"peerLeft\",\"data\":{\"peerId\":\"");
+    vrs__jw_raw(&e, channel->peer_id, 36);
+    VRS__JW_LITERAL(&e, "\"}}");
+    vrs__relay_fan_out(server, channel, &e);
+}
+
+static vrs__channel *vrs__relay_find_target(vrs_server *server, vrs__channel *from, vrs__json_slice to) {
+    char id[40];
+    uint32_t index;
+    if (vrs__json_kind_of(to) != VRS__JSON_STRING || vrs__json_string_decode(to, id, sizeof id) != 36) return NULL;
+    for (index = server->rooms[from->room].first_peer; index != VRS__NONE; index = server->channels[index].next_in_room) {
+        vrs__channel *peer = &server->channels[index];
+        if (peer != from && peer->relay_joined && memcmp(peer->peer_id, id, 36) == 0) return peer;
+    }
+    return NULL;
+}
+
+/* M from E.data.metadata (null when absent), checked against the size limit. */
+static int vrs__relay_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice event,
+                               vrs__json_slice *metadata) {
+    vrs__json_slice data;
+    metadata->start = "null";
+    metadata->length = 4;
+    if (vrs__json_object_get(event, "data", &data) && vrs__json_kind_of(data) == VRS__JSON_OBJECT)
+        vrs__json_object_get(data, "metadata", metadata);
+    if (metadata->length > (size_t)server->desc.max_metadata_size) {
+        vrs__relay_error(server, channel, "metadata too large");
+        return 0;
+    }
+    return 1;
+}
+
+static void vrs__relay_store_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice m) {
+    if (vrs__json_is_null(m)) vrs__metadata_clear(server, channel);
+    else if (!vrs__metadata_store(server, channel, m.start, m.length)) vrs__metadata_clear(server, channel);
+}
+
+static void vrs__relay_join(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
+    vrs__json_slice m;
+    vrs__json_writer e;
+    uint32_t index;
+    int first = 1;
+    if (channel->relay_joined) {
+        vrs__relay_error(server, channel, "already joined");
+        return;
+    }
+    if (!vrs__relay_metadata(server, channel, event, &m)) return;
+    vrs__relay_store_metadata(server, channel, m);
+    channel->relay_joined = 1;
+    /* the room's list keeps relay peers in the order they joined the relay */
+    vrs__room_unlink(server, channel);
+    vrs__room_append(server, channel);
+    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
+    VRS__JW_LITERAL(&e, "{\"type\":\"peerAccepted\",\"data\":{\"id\":\"");
+    vrs__jw_raw(&e, channel->peer_id, 36);
+    VRS__JW_LITERAL(&e, "\",\"peersInRoom\":[");
+    for (index = server->rooms[channel->room].first_peer; index != VRS__NONE; index = server->channels[index].next_in_room) {
+        vrs__channel *peer = &server->channels[index];
+        if (peer == channel || !peer->relay_joined) continue;
+        if (!first) VRS__JW_LITERAL(&e, ",");
+        VRS__JW_LITERAL(&e, "{\"id\":\"");
+        vrs__jw_raw(&e, peer->peer_id, 36);
+        VRS__JW_LITERAL(&e, "\",\"metadata\":");
+        vrs__jw_metadata(server, &e, peer);
+        VRS__JW_LITERAL(&e, "}");
+        first = 0;
+    }
+    VRS__JW_LITERAL(&e, "]}}");
+    {
+        vrs__json_writer d;
+        vrs__relay_encode(server, &e, &d);
+        vrs__relay_send_encoded(server, channel, &d);
+    }
+    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
+    VRS__JW_LITERAL(&e, "{\"type\":\"peerJoined\",\"data\":{\"peer\":{\"id\":\"");
+    vrs__jw_raw(&e, channel->peer_id, 36);
+    VRS__JW_LITERAL(&e, "\",\"metadata\":");
+    vrs__jw_raw(&e, m.start, m.length);
+    VRS__JW_LITERAL(&e, "}}}");
+    vrs__relay_fan_out(server, channel, &e);
+}
+
+static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
+    vrs__json_slice m;
+    vrs__json_writer e;
+    if (!vrs__relay_metadata(server, channel, event, &m)) return;
+    vrs__relay_store_metadata(server, channel, m);
+    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
+    VRS__JW_LITERAL(&e, "{\"type\":\"peerUpdated\",\"data\":{\"peerId\":\"");
+    vrs__jw_raw(&e, channel->peer_id, 36);
+    VRS__JW_LITERAL(&e, "\",\"metadata\":");
+    vrs__jw_raw(&e, m.start, m.length);
+    VRS__JW_LITERAL(&e, "}}");
+    vrs__relay_fan_out(server, channel, &e);
+}
+
+static void vrs__relay_custom(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
+    vrs__json_slice to, x;
+    vrs__json_writer e;
+    vrs__channel *target = NULL;
+    int addressed = vrs__json_object_get(event, "to", &to);
+    if (addressed && !(target = vrs__relay_find_target(server, channel, to))) {
+        vrs__relay_error(server, channel, "unknown target peer");
+        return;
+    }
+    if (!vrs__json_object_get(event, "data", &x)) x = vrs__slice("null", 4);
+    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
+    VRS__JW_LITERAL(&e, "{\"type\":\"custom\",\"from\":\"");
+    vrs__jw_raw(&e, channel->peer_id, 36);
+    VRS__JW_LITERAL(&e, "\",\"data\":");
+    vrs__jw_raw(&e, x.start, x.length);
+    VRS__JW_LITERAL(&e, "}");
+    if (target) {
+        vrs__json_writer d;
+        vrs__relay_encode(server, &e, &d);
+        vrs__relay_send_encoded(server, target, &d);
+    } else {
+        vrs__relay_fan_out(server, channel, &e);
+    }
+}
+
+static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_peer peer, const char *data,
+                                      size_t length, void *user_data) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    vrs__json_slice d = vrs__slice(data, length), event, type;
+    (void)room;
+    (void)user_data;
+    if (!channel) return;
+    if (vrs__json_kind_of(d) == VRS__JSON_STRING) {
+        /* as the Membrane client sends it: a JSON string holding the serialized event */
+        long decoded = vrs__json_string_decode(d, server->relay_decoded, server->relay_decoded_size);
+        if (decoded < 0 || !vrs__json_validate(server->relay_decoded, (size_t)decoded, VRS__MAX_JSON_DEPTH)) {
+            vrs__relay_error(server, channel, "data is not a serialized JSON event");
+            return;
+        }
+        event = vrs__slice(server->relay_decoded, (size_t)decoded);
+    } else {
+        event = d;
+    }
+    if (vrs__json_kind_of(event) != VRS__JSON_OBJECT) {
+        vrs__relay_error(server, channel, "the event is not a JSON object");
+        return;
+    }
+    if (!vrs__json_object_get(event, "type", &type) || vrs__json_kind_of(type) != VRS__JSON_STRING) {
+        vrs__relay_error(server, channel, "the event has no type");
+        return;
+    }
+    if (vrs__json_string_equals(type, "join")) {
+        vrs__relay_join(server, channel, event);
+    } else if (!vrs__json_string_equals(type, "leave") && !vrs__json_string_equals(type, "updatePeerMetadata") &&
+               !vrs__json_string_equals(type, "custom")) {
+        vrs__relay_error(server, channel, "unknown event type");
+    } else if (!channel->relay_joined) {
+        vrs__relay_error(server, channel, "join the room first");
+    } else if (vrs__json_string_equals(type, "leave")) {
+        vrs__relay_peer_left_event(server, channel);
+        channel->relay_joined = 0;
+        vrs__metadata_clear(server, channel);
+    } else if (vrs__json_string_equals(type, "updatePeerMetadata")) {
+        vrs__relay_update_metadata(server, channel, event);
+    } else {
+        vrs__relay_custom(server, channel, event);
+    }
+}
+
+static void vrs__relay_on_peer_left(vrs_server *server, vrs_room room, vrs_peer peer, void *user_data) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    vrs__room *r = vrs__room_lookup(server, room);
+    (void)user_data;
+    if (channel && r && channel->relay_joined && !r->closing) vrs__relay_peer_left_event(server, channel);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Rooms and peers: the host's functions
+   ------------------------------------------------------------------------------------------- */
+
+/* D must be one JSON value: a client could not parse the push otherwise. */
+static vrs_result vrs__check_data(const char *data, size_t length) {
+    return data && vrs__json_validate(data, length, VRS__MAX_JSON_DEPTH) ? VRS_OK : VRS_ERROR_INVALID_ARGUMENT;
+}
+
+VRS_API vrs_result vrs_peer_send(vrs_server *server, vrs_peer peer, const char *data, size_t length) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    if (!channel) return VRS_ERROR_INVALID_CONNECTION;
+    if (vrs__check_data(data, length) != VRS_OK) return VRS_ERROR_INVALID_ARGUMENT;
+    return vrs__push_media_event(server, channel, data, length);
+}
+
+VRS_API vrs_result vrs_room_broadcast_except(vrs_server *server, vrs_room room, vrs_peer except,
+                                             const char *data, size_t length) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    vrs__channel *skip = vrs__channel_lookup(server, except);
+    uint32_t index;
+    vrs_result result = VRS_OK;
+    if (!r) return VRS_ERROR_INVALID_CONNECTION;
+    if (vrs__check_data(data, length) != VRS_OK) return VRS_ERROR_INVALID_ARGUMENT;
+    for (index = r->first_peer; index != VRS__NONE;) {
+        vrs__channel *peer = &server->channels[index];
+        index = peer->next_in_room;
+        if (peer != skip) {
+            vrs_result sent = vrs__push_media_event(server, peer, data, length);
+            if (sent != VRS_OK && sent != VRS_ERROR_NOT_OPEN) result = sent;
+        }
+    }
+    return result;
+}
+
+VRS_API vrs_result vrs_room_broadcast(vrs_server *server, vrs_room room, const char *data, size_t length) {
+    vrs_peer none;
+    none.id = 0;
+    return vrs_room_broadcast_except(server, room, none, data, length);
+}
+
+VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *event, const char *payload,
+                                 size_t length) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    if (!channel) return VRS_ERROR_INVALID_CONNECTION;
+    if (!event || vrs__check_data(payload, length) != VRS_OK) return VRS_ERROR_INVALID_ARGUMENT;
+    return vrs__channel_push(server, channel, event, payload, length);
+}
+
+VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const char *event,
+                                        const void *payload, size_t length) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    vrs__conn *conn;
+    size_t topic_length, event_length, total;
+    char join_ref[VRS__REF_MAX];
+    long join_ref_length;
+    uint8_t *out = VRS__CAST(uint8_t *, (void *)server->frame_buffer);
+    if (!channel) return VRS_ERROR_INVALID_CONNECTION;
+    conn = &server->conns[channel->conn];
+    if (conn->vsn != 2) return VRS_ERROR_INVALID_ARGUMENT;
+    /* the kind-0 server push: 0, jr_len, topic_len, event_len, join_ref, topic, event, payload;
+       the join_ref is the string itself: its JSON text decoded */
+    topic_length = 5 + server->rooms[channel->room].id_length;
+    event_length = event ? strlen(event) : 0;
+    join_ref_length = vrs__json_string_decode(vrs__slice(channel->push_ref, channel->push_ref_length), join_ref,
+                                              sizeof join_ref);
+    if (join_ref_length < 0 || event_length == 0 || event_length > 255 || topic_length > 255)
+        return VRS_ERROR_INVALID_ARGUMENT;
+    total = 4 + (size_t)join_ref_length + topic_length + event_length + length;
+    if (total > server->frame_buffer_size) return VRS_ERROR_TOO_LARGE;
+    out[0] = 0;
+    out[1] = (uint8_t)join_ref_length;
+    out[2] = (uint8_t)topic_length;
+    out[3] = (uint8_t)event_length;
+    VRS_MEMCPY(out + 4, join_ref, out[1]);
+    VRS_MEMCPY(out + 4 + out[1], "room:", 5);
+    VRS_MEMCPY(out + 4 + out[1] + 5, vrs__room_id(server, channel->room), topic_length - 5);
+    VRS_MEMCPY(out + 4 + out[1] + topic_length, event, event_length);
+    if (length) VRS_MEMCPY(out + 4 + out[1] + topic_length + event_length, payload, length);
+    return vrs__queue_frame(server, conn, VRS__OP_BINARY, out, total);
+}
+
+VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    uint32_t index = r ? (uint32_t)(r - server->rooms) : VRS__NONE;
+    if (!r) return VRS_ERROR_INVALID_CONNECTION;
+    r->closing = 1;
+    while (r->in_use && r->first_peer != VRS__NONE) {
+        vrs__channel *channel = &server->channels[r->first_peer];
+        vrs__conn *conn = &server->conns[channel->conn];
+        char topic[1600], join_ref[VRS__REF_MAX];
+        size_t topic_length = vrs__channel_topic(server, channel, topic, sizeof topic);
+        size_t join_ref_length = channel->join_ref_length;
+        VRS_MEMCPY(join_ref, channel->join_ref, join_ref_length);
+        vrs__channel_remove(server, channel); /* the last one destroys the room */
+        vrs__channel_end_message(server, conn, join_ref, join_ref_length, topic, topic_length, "phx_error",
+                                 "{\"reason\":\"room closed\"}");
+        if (!server->rooms[index].in_use) break;
+    }
+    return VRS_OK;
+}
+
+VRS_API vrs_room vrs_find_room(vrs_server *server, const char *room_id) {
+    vrs_room none;
+    uint32_t room;
+    none.id = 0;
+    if (!server || !room_id) return none;
+    room = vrs__room_find(server, room_id, strlen(room_id));
+    return room == VRS__NONE ? none : vrs__room_handle(server, room);
+}
+
+VRS_API const char *vrs_room_name(vrs_server *server, vrs_room room) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    return r ? vrs__room_id(server, (uint32_t)(r - server->rooms)) : "";
+}
+
+VRS_API int vrs_room_peer_count(vrs_server *server, vrs_room room) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    return r ? r->peer_count : 0;
+}
+
+VRS_API int vrs_room_peers(vrs_server *server, vrs_room room, vrs_peer *peers, int capacity) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    uint32_t index;
+    int count = 0;
+    if (!r) return 0;
+    for (index = r->first_peer; index != VRS__NONE && count < capacity; index = server->channels[index].next_in_room)
+        peers[count++] = vrs__peer_handle(server, &server->channels[index]);
+    return count;
+}
+
+VRS_API vrs_peer vrs_find_peer(vrs_server *server, const char *peer_id) {
+    vrs_peer none;
+    int i;
+    none.id = 0;
+    if (!server || !peer_id || strlen(peer_id) != 36) return none;
+    for (i = 0; i < server->desc.max_channels; i++)
+        if (server->channels[i].in_use && memcmp(server->channels[i].peer_id, peer_id, 36) == 0)
+            return vrs__peer_handle(server, &server->channels[i]);
+    return none;
+}
+
+VRS_API const char *vrs_peer_id(vrs_server *server, vrs_peer peer) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    return channel ? channel->peer_id : "";
+}
+
+VRS_API vrs_room vrs_peer_room(vrs_server *server, vrs_peer peer) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    vrs_room none;
+    none.id = 0;
+    return channel ? vrs__room_handle(server, channel->room) : none;
+}
+
+VRS_API vrs_conn vrs_peer_conn(vrs_server *server, vrs_peer peer) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    vrs_conn none;
+    none.id = 0;
+    return channel ? vrs__handle(server, &server->conns[channel->conn]) : none;
+}
+
+VRS_API void *vrs_room_user_data(vrs_server *server, vrs_room room) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    return r ? r->user_data : NULL;
+}
+
+VRS_API vrs_result vrs_room_set_user_data(vrs_server *server, vrs_room room, void *user_data) {
+    vrs__room *r = vrs__room_lookup(server, room);
+    if (!r) return VRS_ERROR_INVALID_CONNECTION;
+    r->user_data = user_data;
+    return VRS_OK;
+}
+
+VRS_API void *vrs_peer_user_data(vrs_server *server, vrs_peer peer) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    return channel ? channel->user_data : NULL;
+}
+
+VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, void *user_data) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    if (!channel) return VRS_ERROR_INVALID_CONNECTION;
+    channel->user_data = user_data;
+    return VRS_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Creating the server
+   ------------------------------------------------------------------------------------------- */
+
+static int vrs__default(int value, int fallback) { return value == 0 ? fallback : value; }
+
+static vrs_desc vrs__resolve_defaults(const vrs_desc *given) {
+    vrs_desc d = *given;
+    if (!d.host) d.host = "127.0.0.1";
+    d.port = vrs__default(d.port, 4000);
+    d.max_connections = vrs__default(d.max_connections, 1024);
+    d.max_message_size = vrs__default(d.max_message_size, 65536);
+    d.max_request_size = vrs__default(d.max_request_size, 8192);
+    d.send_queue_size = vrs__default(d.send_queue_size, 262144);
+    if (d.buffer_pool_size == 0) {
+        /* 16 KiB a connection, and never less than one largest message each way */
+        long long bytes = (long long)d.max_connections * 16384;
+        long long floor = 2LL * ((long long)d.max_message_size + d.send_queue_size) + 65536;
+        if (bytes < floor) bytes = floor;
+        d.buffer_pool_size = bytes > 0x7FFFFFFF ? 0x7FFFFFFF : (int)bytes;
+    }
+    d.handshake_timeout_ms = vrs__default(d.handshake_timeout_ms, 10000);
+    d.idle_timeout_ms = vrs__default(d.idle_timeout_ms, 60000);
+    d.close_timeout_ms = vrs__default(d.close_timeout_ms, 5000);
+    if (!d.socket_path) d.socket_path = "/socket";
+    d.max_channels_per_socket = vrs__default(d.max_channels_per_socket, 100);
+    d.max_channels = vrs__default(d.max_channels, d.max_connections * 2);
+    d.max_rooms = vrs__default(d.max_rooms, d.max_connections);
+    d.max_peers_per_room = vrs__default(d.max_peers_per_room, 32);
+    d.max_room_id_size = vrs__default(d.max_room_id_size, 64);
+    d.max_metadata_size = vrs__default(d.max_metadata_size, 1024);
+    if (!d.room_logic.on_room_created && !d.room_logic.on_room_destroyed && !d.room_logic.on_peer_joined &&
+        !d.room_logic.on_peer_left && !d.room_logic.on_media_event) {
+        d.room_logic.on_media_event = vrs__relay_on_media_event;
+        d.room_logic.on_peer_left = vrs__relay_on_peer_left;
+    }
+    if (d.disable_phoenix) d.max_channels = d.max_rooms = 0; /* no tables for what cannot be used */
+    return d;
+}
+
+static int vrs__desc_is_valid(const vrs_desc *d) {
+    return d->port >= VRS_PORT_ANY && d->port <= 65535 && d->max_connections > 0 &&
+           d->max_connections <= VRS__MAX_CONNECTIONS && d->max_message_size > 0 &&
+           d->max_request_size >= 256 && d->send_queue_size >= 256 &&
+           d->buffer_pool_size >= 4 * VRS_BLOCK_SIZE && d->handshake_timeout_ms > 0 &&
+           d->idle_timeout_ms > 0 && d->close_timeout_ms > 0 &&
+           (d->disable_phoenix ||
+            (d->socket_path[0] == '/' && strlen(d->socket_path) < 200 && d->max_channels_per_socket > 0 &&
+             d->max_channels > 0 && d->max_channels <= (int)VRS__INDEX_MASK && d->max_rooms > 0 &&
+             d->max_rooms <= (int)VRS__INDEX_MASK && d->max_peers_per_room > 0 && d->max_room_id_size > 0 &&
+             d->max_room_id_size <= 250 && d->max_metadata_size > 0 && d->max_metadata_size <= 65535 &&
+             (d->allowed_origins == NULL || d->allowed_origin_count >= 0)));
+}
+
+/* One block holds everything; these are the offsets of its parts. */
+typedef struct vrs__layout {
+    size_t conns, free_slots, active, pollfds, pool_next, read_buffer, assembly, pool_data, total;
+    size_t channels, free_channels, rooms, free_rooms, room_buckets, room_ids;
+    size_t frame_buffer, payload_buffer, relay_inner, relay_outer, relay_decoded;
+    size_t frame_buffer_size, payload_buffer_size, relay_inner_size, relay_outer_size, relay_decoded_size;
+    uint32_t slot_count, block_count, bucket_count;
+    size_t assembly_size;
+} vrs__layout;
+
+static size_t vrs__align(size_t offset, size_t alignment) {
+    return (offset + alignment - 1) / alignment * alignment;
+}
+
+static vrs__layout vrs__plan(const vrs_desc *d) {
+    vrs__layout l;
+    size_t at = vrs__align(sizeof(vrs_server), 64);
+    l.slot_count = (uint32_t)d->max_connections + VRS_REJECT_SLOTS;
+    l.block_count = (uint32_t)((size_t)d->buffer_pool_size / VRS_BLOCK_SIZE);
+    l.assembly_size = (size_t)d->max_message_size > (size_t)d->max_request_size + 1
+                          ? (size_t)d->max_message_size
+                          : (size_t)d->max_request_size + 1;
+    l.conns = at;
+    at = vrs__align(at + l.slot_count * sizeof(vrs__conn), 64);
+    l.free_slots = at;
+    at = vrs__align(at + l.slot_count * sizeof(uint32_t), 64);
+    l.active = at;
+    at = vrs__align(at + l.slot_count * sizeof(uint32_t), 64);
+    l.pollfds = at;
+    at = vrs__align(at + (l.slot_count + 1) * sizeof(struct pollfd), 64);
+    l.pool_next = at;
+    at = vrs__align(at + l.block_count * sizeof(uint32_t), 64);
+    /* Phoenix: channel and room tables, and the buffers that build outgoing messages. The
+       relay's largest event is peerAccepted, listing every peer with its metadata; a JSON
+       string holding an event is at most twice its size (only " and \\ are escaped). */
+    l.bucket_count = 1;
+    while (l.bucket_count < (uint32_t)d->max_rooms * 2u) l.bucket_count *= 2;
+    if (d->disable_phoenix) {
+        l.relay_decoded_size = l.relay_inner_size = l.relay_outer_size = 0;
+        l.payload_buffer_size = l.frame_buffer_size = 0;
+    } else {
+        size_t listing = (size_t)d->max_peers_per_room * ((size_t)d->max_metadata_size + 80) + 256;
+        l.relay_decoded_size = (size_t)d->max_message_size;
+        l.relay_inner_size = (size_t)d->max_message_size + 256 > listing ? (size_t)d->max_message_size + 256 : listing;
+        l.relay_outer_size = 2 * l.relay_inner_size + 16;
+        l.payload_buffer_size = (l.relay_outer_size > (size_t)d->max_message_size ? l.relay_outer_size
+                                                                                  : (size_t)d->max_message_size) + 64;
+        l.frame_buffer_size = l.payload_buffer_size + 4096;
+    }
+    l.channels = at;
+    at = vrs__align(at + (size_t)d->max_channels * sizeof(vrs__channel), 64);
+    l.free_channels = at;
+    at = vrs__align(at + (size_t)d->max_channels * sizeof(uint32_t), 64);
+    l.rooms = at;
+    at = vrs__align(at + (size_t)d->max_rooms * sizeof(vrs__room), 64);
+    l.free_rooms = at;
+    at = vrs__align(at + (size_t)d->max_rooms * sizeof(uint32_t), 64);
+    l.room_buckets = at;
+    at = vrs__align(at + (size_t)l.bucket_count * sizeof(uint32_t), 64);
+    l.room_ids = at;
+    at = vrs__align(at + (size_t)d->max_rooms * ((size_t)d->max_room_id_size + 1), 64);
+    l.frame_buffer = at;
+    at = vrs__align(at + l.frame_buffer_size, 64);
+    l.payload_buffer = at;
+    at = vrs__align(at + l.payload_buffer_size, 64);
+    l.relay_inner = at;
+    at = vrs__align(at + l.relay_inner_size, 64);
+    l.relay_outer = at;
+    at = vrs__align(at + l.relay_outer_size, 64);
+    l.relay_decoded = at;
+    at = vrs__align(at + l.relay_decoded_size, 64);
+    l.read_buffer = at;
+    at = vrs__align(at + VRS__READ_BUFFER_SIZE, 64);
+    l.assembly = at;
+    at = vrs__align(at + l.assembly_size, 4096);
+    l.pool_data = at;
+    at += (size_t)l.block_count * VRS_BLOCK_SIZE;
+    l.total = at + 4096; /* room to align the block's start to a page */
+    return l;
+}
+
+VRS_API size_t vrs_memory_size(const vrs_desc *desc) {
+    vrs_desc d = vrs__resolve_defaults(desc);
+    return vrs__desc_is_valid(&d) ? vrs__plan(&d).total : 0;
+}
+
+static void *vrs__default_alloc(size_t size, void *user_data) {
+    (void)user_data;
+    return VRS_MALLOC(size);
+}
+
+static void vrs__default_free(void *pointer, void *user_data) {
+    (void)user_data;
+    VRS_FREE(pointer);
+}
+
+static int vrs__listen(vrs_server *server) {
+    struct addrinfo hints, *found = NULL, *ai;
+    char port_text[16];
+    int fd = -1, error;
+    VRS_MEMSET(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port_text, sizeof port_text, "%d", server->desc.port == VRS_PORT_ANY ? 0 : server->desc.port);
+    error = getaddrinfo(server->desc.host, port_text, &hints, &found);
+    if (error != 0) {
+        vrs__log(server, VRS_LOG_LISTEN_FAILED, gai_strerror(error));
+        return 0;
+    }
+    for (ai = found; ai; ai = ai->ai_next) {
+        int one = 1, zero = 0;
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6) /* "::" serves IPv4 too */
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(found);
+    if (fd < 0) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "%s port %s: %s", server->desc.host, port_text, strerror(errno));
+        vrs__log(server, VRS_LOG_LISTEN_FAILED, detail);
+        return 0;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    {
+        struct sockaddr_storage bound;
+        socklen_t length = sizeof bound;
+        char detail[64];
+        getsockname(fd, VRS__CAST(struct sockaddr *, (void *)&bound), &length);
+        vrs__format_address(&bound, detail);
+        server->port = bound.ss_family == AF_INET6
+                           ? ntohs(VRS__CAST(struct sockaddr_in6 *, (void *)&bound)->sin6_port)
+                           : ntohs(VRS__CAST(struct sockaddr_in *, (void *)&bound)->sin_port);
+        vrs__log(server, VRS_LOG_LISTENING, detail);
+    }
+    server->listen_fd = fd;
+    return 1;
+}
+
+VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
+    vrs_desc d;
+    vrs__layout l;
+    uint8_t *base;
+    vrs_server *server;
+    uint32_t i;
+    int owns = 0;
+    if (!out_server) return VRS_ERROR_INVALID_ARGUMENT;
+    *out_server = NULL;
+    if (!desc) return VRS_ERROR_INVALID_ARGUMENT;
+    d = vrs__resolve_defaults(desc);
+    if (!vrs__desc_is_valid(&d)) return VRS_ERROR_INVALID_ARGUMENT;
+    l = vrs__plan(&d);
+    if (d.memory) {
+        if (d.memory_size < l.total) return VRS_ERROR_OUT_OF_MEMORY;
+        base = VRS__CAST(uint8_t *, d.memory);
+    } else {
+        if (!d.allocator.alloc) {
+            d.allocator.alloc = vrs__default_alloc;
+            d.allocator.free = vrs__default_free;
+        }
+        base = VRS__CAST(uint8_t *, d.allocator.alloc(l.total, d.allocator.user_data));
+        if (!base) return VRS_ERROR_OUT_OF_MEMORY;
+        owns = 1;
+    }
+    /* The block pool is left untouched: the system maps its pages only when blocks are used. */
+    {
+        uintptr_t start = (uintptr_t)base, aligned = (start + 63) & ~(uintptr_t)63;
+        uint8_t *b = base + (aligned - start);
+        server = VRS__CAST(vrs_server *, (void *)b);
+        VRS_MEMSET(server, 0, sizeof *server);
+        server->memory = base;
+        server->conns = VRS__CAST(vrs__conn *, (void *)(b + l.conns));
+        server->free_slots = VRS__CAST(uint32_t *, (void *)(b + l.free_slots));
+        server->active = VRS__CAST(uint32_t *, (void *)(b + l.active));
+        server->pollfds = VRS__CAST(struct pollfd *, (void *)(b + l.pollfds));
+        server->pool.next = VRS__CAST(uint32_t *, (void *)(b + l.pool_next));
+        server->read_buffer = b + l.read_buffer;
+        server->assembly = b + l.assembly;
+        server->pool.data = b + l.pool_data;
+        server->channels = VRS__CAST(vrs__channel *, (void *)(b + l.channels));
+        server->free_channels = VRS__CAST(uint32_t *, (void *)(b + l.free_channels));
+        server->rooms = VRS__CAST(vrs__room *, (void *)(b + l.rooms));
+        server->free_rooms = VRS__CAST(uint32_t *, (void *)(b + l.free_rooms));
+        server->room_buckets = VRS__CAST(uint32_t *, (void *)(b + l.room_buckets));
+        server->room_ids = VRS__CAST(char *, (void *)(b + l.room_ids));
+        server->frame_buffer = VRS__CAST(char *, (void *)(b + l.frame_buffer));
+        server->payload_buffer = VRS__CAST(char *, (void *)(b + l.payload_buffer));
+        server->relay_inner = VRS__CAST(char *, (void *)(b + l.relay_inner));
+        server->relay_outer = VRS__CAST(char *, (void *)(b + l.relay_outer));
+        server->relay_decoded = VRS__CAST(char *, (void *)(b + l.relay_decoded));
+    }
+    server->frame_buffer_size = l.frame_buffer_size;
+    server->payload_buffer_size = l.payload_buffer_size;
+    server->relay_inner_size = l.relay_inner_size;
+    server->relay_outer_size = l.relay_outer_size;
+    server->relay_decoded_size = l.relay_decoded_size;
+    for (i = 0; i < (uint32_t)d.max_channels; i++) {
+        VRS_MEMSET(&server->channels[i], 0, sizeof(vrs__channel));
+        server->free_channels[i] = (uint32_t)d.max_channels - 1 - i;
+    }
+    server->free_channel_count = (uint32_t)d.max_channels;
+    for (i = 0; i < (uint32_t)d.max_rooms; i++) {
+        VRS_MEMSET(&server->rooms[i], 0, sizeof(vrs__room));
+        server->free_rooms[i] = (uint32_t)d.max_rooms - 1 - i;
+    }
+    server->free_room_count = (uint32_t)d.max_rooms;
+    for (i = 0; i < l.bucket_count; i++) server->room_buckets[i] = VRS__NONE;
+    server->room_bucket_mask = l.bucket_count - 1;
+    server->random_fd = -1;
+    server->desc = d;
+    server->owns_memory = owns;
+    server->listen_fd = -1;
+    server->slot_count = l.slot_count;
+    server->assembly_size = l.assembly_size;
+    for (i = 0; i < l.slot_count; i++) {
+        VRS_MEMSET(&server->conns[i], 0, sizeof(vrs__conn));
+        server->conns[i].fd = -1;
+        server->free_slots[i] = l.slot_count - 1 - i; /* slot 0 is handed out first */
+    }
+    server->free_slot_count = l.slot_count;
+    server->pool.block_count = l.block_count;
+    server->pool.free_count = l.block_count;
+    server->pool.free_head = l.block_count ? 0 : VRS__NONE;
+    for (i = 0; i < l.block_count; i++) server->pool.next[i] = i + 1 < l.block_count ? i + 1 : VRS__NONE;
+    server->dirty_head = VRS__NONE;
+    server->attention_head = VRS__NONE;
+    server->next_timer_ms = INT64_MAX;
+    server->now_ms = vrs__clock_ms();
+    if (!d.disable_phoenix) {
+        server->random_fd = open("/dev/urandom", O_RDONLY);
+        if (server->random_fd < 0) {
+            vrs__log(server, VRS_LOG_SYSTEM_ERROR, "cannot open /dev/urandom for peer ids");
+            if (owns) d.allocator.free(base, d.allocator.user_data);
+            return VRS_ERROR_SYSTEM;
+        }
+        fcntl(server->random_fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (!vrs__listen(server)) {
+        if (server->random_fd >= 0) close(server->random_fd);
+        if (owns) d.allocator.free(base, d.allocator.user_data);
+        return VRS_ERROR_ADDRESS;
+    }
+    *out_server = server;
+    return VRS_OK;
+}
+
+VRS_API void vrs_destroy(vrs_server *server) {
+    uint32_t i;
+    if (!server) return;
+    server->now_ms = vrs__clock_ms();
+    for (i = 0; i < server->active_count; i++) {
+        vrs__conn *conn = &server->conns[server->active[i]];
+        if (conn->state == VRS__OPEN) {
+            vrs__send_close(server, conn, VRS__CLOSE_GOING_AWAY, "server shutting down", 20);
+            vrs__finish(server, conn, VRS__CLOSE_GOING_AWAY);
+        } else if (conn->state == VRS__CLOSING) {
+            vrs__finish(server, conn, conn->close_code);
+        }
+        vrs__flush(server, conn); /* the one attempt: a dead connection is never flushed */
+        vrs__kill(server, conn, VRS__CLOSE_GOING_AWAY);
+    }
+    vrs__attend(server);
+    if (server->listen_fd >= 0) close(server->listen_fd);
+    if (server->random_fd >= 0) close(server->random_fd);
+    if (server->owns_memory) server->desc.allocator.free(server->memory, server->desc.allocator.user_data);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The step
+   ------------------------------------------------------------------------------------------- */
+
+VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
+    uint32_t i;
+    int count = 0;
+    if (capacity < 1) return 0;
+    server->now_ms = vrs__clock_ms();
+    fds[0].fd = server->now_ms >= server->accept_paused_until_ms ? server->listen_fd : -1;
+    fds[0].events = POLLIN;
+    fds[0].revents = 0;
+    count = 1;
+    for (i = 0; i < server->active_count && count < capacity; i++) {
+        vrs__conn *conn = &server->conns[server->active[i]];
+        fds[count].fd = conn->fd;
+        fds[count].events = (short)(POLLIN | (conn->want_write ? POLLOUT : 0));
+        fds[count].revents = 0;
+        count++;
+    }
+    return count;
+}
+
+VRS_API int vrs_timeout_ms(vrs_server *server) {
+    int64_t now = vrs__clock_ms(), wait;
+    if (server->accept_paused_until_ms > now && server->next_timer_ms > server->accept_paused_until_ms)
+        wait = server->accept_paused_until_ms - now;
+    else
+        wait = server->next_timer_ms - now;
+    if (wait < 0) return 0;
+    return wait > 0x7FFFFFFF ? -1 : (int)wait;
+}
+
+VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count) {
+    int i;
+    server->now_ms = vrs__clock_ms();
+    /* Positions match the active list as vrs_poll_fds wrote it: nothing is released until
+       vrs__attend, and new connections are appended past `count`. */
+    for (i = 1; i < count; i++) {
+        vrs__conn *conn;
+        if (!fds[i].revents || (uint32_t)(i - 1) >= server->active_count) continue;
+        conn = &server->conns[server->active[i - 1]];
+        if (conn->fd != fds[i].fd || conn->dead) continue;
+        if (fds[i].revents & POLLOUT) vrs__flush(server, conn);
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) vrs__read(server, conn);
+    }
+    if (count > 0 && fds[0].fd == server->listen_fd && (fds[0].revents & POLLIN)) vrs__accept(server);
+    vrs__run_timers(server);
+    vrs__attend(server);
+}
+
+VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
+    int count, wait, ready;
+    if (!server) return VRS_ERROR_INVALID_ARGUMENT;
+    count = vrs_poll_fds(server, server->pollfds, (int)server->slot_count + 1);
+    wait = vrs_timeout_ms(server);
+    if (timeout_ms >= 0 && (wait < 0 || timeout_ms < wait)) wait = timeout_ms;
+    ready = poll(server->pollfds, (nfds_t)count, wait);
+    if (ready < 0) {
+        if (errno == EINTR) return VRS_OK;
+        vrs__log(server, VRS_LOG_SYSTEM_ERROR, strerror(errno));
+        return VRS_ERROR_SYSTEM;
+    }
+    vrs_process(server, server->pollfds, count);
+    return VRS_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Sending, closing, answering, asking
+   ------------------------------------------------------------------------------------------- */
+
+VRS_API vrs_result vrs_send(vrs_server *server, vrs_conn handle, vrs_message_type type,
+                            const void *data, size_t length) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    if (!conn) return VRS_ERROR_INVALID_CONNECTION;
+    if (type != VRS_MESSAGE_TEXT && type != VRS_MESSAGE_BINARY) return VRS_ERROR_INVALID_ARGUMENT;
+    return vrs__queue_frame(server, conn, (int)type, data, length);
+}
+
+VRS_API vrs_result vrs_send_text(vrs_server *server, vrs_conn conn, const char *text, size_t length) {
+    return vrs_send(server, conn, VRS_MESSAGE_TEXT, text, length);
+}
+
+VRS_API vrs_result vrs_send_binary(vrs_server *server, vrs_conn conn, const void *data, size_t length) {
+    return vrs_send(server, conn, VRS_MESSAGE_BINARY, data, length);
+}
+
+VRS_API vrs_result vrs_send_ping(vrs_server *server, vrs_conn handle, const void *data, size_t length) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    if (!conn) return VRS_ERROR_INVALID_CONNECTION;
+    if (length > 125) return VRS_ERROR_TOO_LARGE;
+    return vrs__queue_frame(server, conn, VRS__OP_PING, data, length);
+}
+
+VRS_API vrs_result vrs_close(vrs_server *server, vrs_conn handle, int code, const char *reason) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    if (!conn) return VRS_ERROR_INVALID_CONNECTION;
+    if (conn->state != VRS__OPEN) return VRS_ERROR_NOT_OPEN;
+    if (!vrs__close_code_is_valid(code) || (reason && strlen(reason) > 123))
+        return VRS_ERROR_INVALID_ARGUMENT;
+    vrs__start_close(server, conn, code, reason);
+    return VRS_OK;
+}
+
+VRS_API vrs_result vrs_http_respond(vrs_server *server, vrs_conn handle, int status,
+                                    const char *content_type, const char *extra_headers,
+                                    const void *body, size_t length) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    if (!conn) return VRS_ERROR_INVALID_CONNECTION;
+    if (conn->state != VRS__READING_REQUEST) return VRS_ERROR_NOT_OPEN;
+    if (status < 100 || status > 999) return VRS_ERROR_INVALID_ARGUMENT;
+    if (length + 1024 > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
+    if (vrs__chain_blocks_needed(&conn->outbound, length + 1024) > server->pool.free_count)
+        return VRS_ERROR_POOL_EXHAUSTED;
+    vrs__respond(server, conn, status, content_type ? content_type : "application/octet-stream",
+                 extra_headers, body, length, !conn->head_request);
+    return VRS_OK;
+}
+
+VRS_API void *vrs_conn_user_data(vrs_server *server, vrs_conn handle) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    return conn ? conn->user_data : NULL;
+}
+
+VRS_API vrs_result vrs_conn_set_user_data(vrs_server *server, vrs_conn handle, void *user_data) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    if (!conn) return VRS_ERROR_INVALID_CONNECTION;
+    conn->user_data = user_data;
+    return VRS_OK;
+}
+
+VRS_API const char *vrs_conn_remote_address(vrs_server *server, vrs_conn handle) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    return conn ? conn->remote_address : "";
+}
+
+VRS_API int vrs_conn_is_open(vrs_server *server, vrs_conn handle) {
+    vrs__conn *conn = vrs__lookup(server, handle);
+    return conn && conn->state == VRS__OPEN && !conn->dead;
+}
+
+VRS_API int vrs_port(const vrs_server *server) { return server->port; }
+
+VRS_API vrs_stats vrs_get_stats(const vrs_server *server) {
+    vrs_stats stats;
+    VRS_MEMSET(&stats, 0, sizeof stats);
+    stats.connections = (int)server->active_count;
+    stats.open_connections = server->websocket_count;
+    stats.pool_blocks_total = (int)server->pool.block_count;
+    stats.pool_blocks_used = (int)(server->pool.block_count - server->pool.free_count);
+    stats.messages_received = server->messages_received;
+    stats.messages_sent = server->messages_sent;
+    return stats;
+}
+
+#endif /* VRS__IMPLEMENTED */
+#endif /* VRS_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------------------------
+MIT License
+
+Copyright (c) 2026 The videoroom_signal authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software
+and associated documentation files (the "Software"), to deal in the Software without
+restriction, including without limitation the rights to use, copy, modify, merge, publish,
+distribute, sublicense, and/or sell copies of the Software, and to permit persons to whom the
+Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING
+BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------------------------
+*/

@@ -10,7 +10,7 @@ EXAMPLES = build/echo_server build/demo_server
 TESTS    = build/test_videoroom_signal
 TEST_SOURCES = $(wildcard tests/*.c tests/*.h)
 
-.PHONY: all test unit-test compile-check interop-test e2e-test demo echo clean
+.PHONY: all test unit-test compile-check interop-test e2e-test browser-test tls-test demo echo clean
 
 all: $(EXAMPLES) $(TESTS)
 
@@ -31,7 +31,7 @@ build/demo_server_sanitized: examples/demo_server.c $(HEADER) | build
 build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) tests/test_main.c -o $@
 
-test: unit-test compile-check interop-test e2e-test
+test: unit-test compile-check interop-test e2e-test tls-test browser-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -50,6 +50,21 @@ e2e-test: build/demo_server_sanitized
 	@if ! command -v node >/dev/null 2>&1; then echo "e2e-test: node not found"; exit 1; fi
 	@if [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm ci --no-audit --no-fund; fi
 	cd tests/e2e && DEMO_SERVER=../../build/demo_server_sanitized node --test --test-concurrency=1
+
+# Three Chromium pages in a call through the demo server. It runs in a network namespace that
+# has only the loopback interface, so that WebRTC media, too, stays on loopback.
+browser-test: build/demo_server_sanitized
+	@if [ ! -x /usr/bin/chromium ]; then \
+	    echo "browser-test: SKIPPED: Chromium is not installed (/usr/bin/chromium)"; exit 0; fi; \
+	if ! unshare -n true 2>/dev/null; then \
+	    echo "browser-test: SKIPPED: cannot make a loopback-only network namespace (unshare -n)"; exit 0; fi; \
+	if [ ! -d tests/browser/node_modules ]; then (cd tests/browser && npm ci --no-audit --no-fund); fi; \
+	cd tests/browser && unshare -n sh -c 'ip link set lo up && DEMO_SERVER=../../build/demo_server_sanitized node --test'
+
+# The README's TLS reverse-proxy setup: nginx with examples/nginx/videoroom.conf and a
+# self-signed certificate in front of the demo server.
+tls-test: build/demo_server_sanitized
+	DEMO_SERVER=build/demo_server_sanitized PYTHON=$(PYTHON) sh tests/tls/proxy_test.sh
 
 # The README's run command: the demo server on 127.0.0.1:4000.
 demo: build/demo_server

@@ -489,7 +489,8 @@ VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room);
 VRS_API vrs_room vrs_find_room(vrs_server *server, const char *room_id);
 VRS_API const char *vrs_room_name(vrs_server *server, vrs_room room); /* "" when stale */
 VRS_API int vrs_room_peer_count(vrs_server *server, vrs_room room);
-/* Copies up to `capacity` peers of the room, in the order they joined; returns how many. */
+/* Copies up to `capacity` peers of the room in the room's order (the order they joined, except
+   that the relay logic moves a peer to the end when it joins the relay); returns how many. */
 VRS_API int vrs_room_peers(vrs_server *server, vrs_room room, vrs_peer *peers, int capacity);
 VRS_API vrs_peer vrs_find_peer(vrs_server *server, const char *peer_id);
 VRS_API const char *vrs_peer_id(vrs_server *server, vrs_peer peer); /* UUID; "" when stale */
@@ -2117,6 +2118,7 @@ static void vrs__start_close(vrs_server *server, vrs__conn *conn, int code, cons
     conn->state = VRS__CLOSING;
     conn->close_code = (uint16_t)code;
     vrs__set_deadline(server, conn, server->now_ms + server->desc.close_timeout_ms);
+    vrs__needs_attention(server, conn);
 }
 
 /* Queues a whole data or control frame from the host or the protocol layers. */
@@ -2722,12 +2724,15 @@ static void vrs__attend(vrs_server *server) {
             vrs__conn *conn = &server->conns[server->attention_head];
             server->attention_head = conn->next_attention;
             conn->attention = 0;
+            /* a Phoenix socket that stopped being open leaves its rooms now, not when its
+               close handshake ends, so that the others hear of it at once */
+            if (conn->phoenix && conn->first_channel != VRS__NONE && (conn->state != VRS__OPEN || conn->dead))
+                vrs__phoenix_socket_ended(server, conn);
             if (conn->close_owed) {
                 conn->close_owed = 0;
                 conn->announced = 0;
                 server->websocket_count--;
                 vrs__log(server, VRS_LOG_CONNECTION_CLOSED, conn->remote_address);
-                if (conn->phoenix) vrs__phoenix_socket_ended(server, conn);
                 if (server->desc.on_close)
                     server->desc.on_close(server, vrs__handle(server, conn), conn->close_code,
                                           server->desc.user_data);
@@ -2972,13 +2977,12 @@ static void vrs__metadata_clear(vrs_server *server, vrs__channel *channel) {
 
 /* Stores M (JSON text). Returns 0 when the pool cannot hold it. */
 static int vrs__metadata_store(vrs_server *server, vrs__channel *channel, const char *m, size_t length) {
+    size_t held = (channel->metadata_overflow.length + VRS_BLOCK_SIZE - 1) / VRS_BLOCK_SIZE;
+    size_t needed = length <= VRS__INLINE_METADATA ? 0 : (length + VRS_BLOCK_SIZE - 1) / VRS_BLOCK_SIZE;
+    if (needed > server->pool.free_count + held) return 0; /* the old M stays */
     vrs__metadata_clear(server, channel);
-    if (length <= VRS__INLINE_METADATA) {
-        VRS_MEMCPY(channel->metadata, m, length);
-    } else {
-        if (vrs__chain_blocks_needed(&channel->metadata_overflow, length) > server->pool.free_count) return 0;
-        vrs__chain_append(&server->pool, &channel->metadata_overflow, m, length);
-    }
+    if (length <= VRS__INLINE_METADATA) VRS_MEMCPY(channel->metadata, m, length);
+    else vrs__chain_append(&server->pool, &channel->metadata_overflow, m, length);
     channel->metadata_length = (uint16_t)length;
     return 1;
 }
@@ -3601,9 +3605,18 @@ static int vrs__relay_metadata(vrs_server *server, vrs__channel *channel, vrs__j
     return 1;
 }
 
-static void vrs__relay_store_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice m) {
-    if (vrs__json_is_null(m)) vrs__metadata_clear(server, channel);
-    else if (!vrs__metadata_store(server, channel, m.start, m.length)) vrs__metadata_clear(server, channel);
+/* Stores M; when the pool cannot hold it the sender hears so and nothing changes. */
+static int vrs__relay_store_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice m) {
+    if (vrs__json_is_null(m)) {
+        vrs__metadata_clear(server, channel);
+        return 1;
+    }
+    if (!vrs__metadata_store(server, channel, m.start, m.length)) {
+        vrs__log(server, VRS_LOG_POOL_EXHAUSTED, "relay metadata");
+        vrs__relay_error(server, channel, "the server has no room for this metadata now");
+        return 0;
+    }
+    return 1;
 }
 
 static void vrs__relay_join(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
@@ -3615,8 +3628,7 @@ static void vrs__relay_join(vrs_server *server, vrs__channel *channel, vrs__json
         vrs__relay_error(server, channel, "already joined");
         return;
     }
-    if (!vrs__relay_metadata(server, channel, event, &m)) return;
-    vrs__relay_store_metadata(server, channel, m);
+    if (!vrs__relay_metadata(server, channel, event, &m) || !vrs__relay_store_metadata(server, channel, m)) return;
     channel->relay_joined = 1;
     /* the room's list keeps relay peers in the order they joined the relay */
     vrs__room_unlink(server, channel);
@@ -3654,8 +3666,7 @@ static void vrs__relay_join(vrs_server *server, vrs__channel *channel, vrs__json
 static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
     vrs__json_slice m;
     vrs__json_writer e;
-    if (!vrs__relay_metadata(server, channel, event, &m)) return;
-    vrs__relay_store_metadata(server, channel, m);
+    if (!vrs__relay_metadata(server, channel, event, &m) || !vrs__relay_store_metadata(server, channel, m)) return;
     vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
     VRS__JW_LITERAL(&e, "{\"type\":\"peerUpdated\",\"data\":{\"peerId\":\"");
     vrs__jw_raw(&e, channel->peer_id, 36);
@@ -3786,7 +3797,9 @@ VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *
                                  size_t length) {
     vrs__channel *channel = vrs__channel_lookup(server, peer);
     if (!channel) return VRS_ERROR_INVALID_CONNECTION;
-    if (!event || vrs__check_data(payload, length) != VRS_OK) return VRS_ERROR_INVALID_ARGUMENT;
+    if (!event || !vrs__utf8_is_valid(VRS__CAST(const uint8_t *, (const void *)event), strlen(event)) ||
+        vrs__check_data(payload, length) != VRS_OK)
+        return VRS_ERROR_INVALID_ARGUMENT; /* the event name goes into a text frame: UTF-8 only */
     return vrs__channel_push(server, channel, event, payload, length);
 }
 

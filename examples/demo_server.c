@@ -99,6 +99,18 @@ not_found:
     vrs_http_respond(server, conn, 404, "text/plain; charset=utf-8", security_headers, "404 Not Found\n", 14);
 }
 
+/* The page's folder: examples/web from where the server is started (as `make demo` does), or
+   beside the binary (build/../examples/web) when started from elsewhere. */
+static void find_web_root(const char *program) {
+    static char beside_binary[512];
+    struct stat info;
+    const char *slash = strrchr(program, '/');
+    if (stat(web_root, &info) == 0 && S_ISDIR(info.st_mode)) return;
+    if (!slash) return;
+    snprintf(beside_binary, sizeof beside_binary, "%.*s/../examples/web", (int)(slash - program), program);
+    if (stat(beside_binary, &info) == 0 && S_ISDIR(info.st_mode)) web_root = beside_binary;
+}
+
 static void serve_http(vrs_server *server, vrs_conn conn, const vrs_request *request, void *user_data) {
     (void)user_data;
     if (!vrs_span_equals(request->method, "GET") && !vrs_span_equals(request->method, "HEAD")) {
@@ -186,7 +198,7 @@ int main(int argc, char **argv) {
     vrs_desc desc;
     vrs_server *server = NULL;
     vrs_result result;
-    int i, seconds, ice_servers = 0;
+    int i, seconds, ice_servers = 0, web_root_is_default = 1;
     memset(&desc, 0, sizeof desc);
     desc.logger.func = print_log;
     desc.on_http = serve_http;
@@ -218,6 +230,7 @@ int main(int argc, char **argv) {
             desc.handshake_timeout_ms = seconds * 1000;
         } else if (strcmp(option, "--web-root") == 0) {
             web_root = value;
+            web_root_is_default = 0;
         } else if (strcmp(option, "--ice-server") == 0 && ice_servers < DEMO_MAX_ICE_SERVERS) {
             ok = add_ice_server(value, ice_servers++);
         } else if (strcmp(option, "--origin") == 0 && desc.allowed_origin_count < DEMO_MAX_ORIGINS) {
@@ -233,6 +246,7 @@ int main(int argc, char **argv) {
         }
         i++;
     }
+    if (web_root_is_default) find_web_root(argv[0]);
     result = vrs_create(&desc, &server);
     if (result != VRS_OK) {
         fprintf(stderr, "demo_server: %s\n", vrs_result_string(result));

@@ -1449,6 +1449,59 @@ TEST(phoenix, undecodable_closes_1007) {
     CHECK(px_finish(ts, NULL));
 }
 
+/* Frames after an undecodable one, in the same TCP segment, are not acted on. */
+TEST(phoenix, nothing_after_undecodable) {
+    static const char join[] = "[\"1\",\"1\",\"room:a\",\"phx_join\",{}]";
+    ts_server *ts = px_logic_server_new();
+    ts_client *a;
+    ts_frame f;
+    ts_frame_spec spec;
+    unsigned char bytes[256];
+    size_t n;
+    REQUIRE(ts && px_start(ts));
+    a = px_v2(ts);
+    REQUIRE(a);
+    memset(&spec, 0, sizeof spec);
+    spec.opcode = 1;
+    n = ts_build_frame(a, &spec, "[", 1, bytes, sizeof bytes);
+    n += ts_build_frame(a, &spec, join, sizeof join - 1, bytes + n, sizeof bytes - n);
+    REQUIRE(ts_send_raw(a, bytes, n) == 0);
+    CHECK_EQ_INT(ts_read_close(a, &f, PX_WAIT_MS), 1007);
+    CHECK_EQ_INT(a->skipped_frames, 0);
+    CHECK_EQ_STR(px_kinds(), "");
+    CHECK(px_finish(ts, a, NULL));
+}
+
+/* phoenix.js rejoins every errored channel at once: a burst of joins in one segment. */
+TEST(phoenix, join_burst) {
+    ts_server *ts = px_server();
+    ts_client *a;
+    char burst[256], expected[200];
+    int i;
+    REQUIRE(ts);
+    a = px_v2(ts);
+    REQUIRE(a);
+    {
+        ts_frame_spec spec;
+        unsigned char bytes[2048];
+        size_t n = 0;
+        memset(&spec, 0, sizeof spec);
+        spec.opcode = 1;
+        for (i = 0; i < 6; i++) {
+            snprintf(burst, sizeof burst, "[\"%d\",\"%d\",\"room:b%d\",\"phx_join\",{}]", 10 + i, 10 + i, i);
+            n += ts_build_frame(a, &spec, burst, strlen(burst), bytes + n, sizeof bytes - n);
+        }
+        REQUIRE(ts_send_raw(a, bytes, n) == 0);
+    }
+    for (i = 0; i < 6; i++) {
+        snprintf(expected, sizeof expected, "[\"%d\",\"%d\",\"room:b%d\",\"phx_reply\",%s]", 10 + i, 10 + i, i, PX_OK);
+        PX_EXPECT_EXACT(a, expected);
+    }
+    CHECK_EQ_INT(ts->server->channel_count, 6);
+    CHECK_EQ_INT(ts->server->room_count, 6);
+    CHECK(px_finish(ts, a, NULL));
+}
+
 TEST(phoenix, v1_serializer) {
     ts_server *ts = px_server();
     ts_client *c, *d;
@@ -2122,6 +2175,10 @@ TEST(phoenix, logic_invalid_data) {
     }
     CHECK_EQ_INT(vrs_peer_send(ts->server, p, NULL, 0), VRS_ERROR_INVALID_ARGUMENT);
     CHECK_EQ_INT(vrs_peer_push(ts->server, p, NULL, "{}", 2), VRS_ERROR_INVALID_ARGUMENT);
+    /* the event name goes into a text frame, which must be UTF-8 */
+    CHECK_EQ_INT(vrs_peer_push(ts->server, p, "ev\xff", "{}", 2), VRS_ERROR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(vrs_peer_push(ts->server, p, "\xc3\xa9v\xe2\x80\xa8", "{}", 2), VRS_OK);
+    PX_EXPECT_EXACT(a, "[\"1\",null,\"room:i\",\"\xc3\xa9v\\u2028\",{}]");
     CHECK(px_quiet(a)); /* nothing was sent */
     /* a length shorter than the text: only that much is D */
     CHECK_EQ_INT(vrs_peer_send(ts->server, p, "12345", 2), VRS_OK);
@@ -2497,4 +2554,33 @@ TEST(phoenix, relay_room_close_sends_no_peer_left) {
     CHECK(strcmp(idb, ida) != 0);
     CHECK(!px_field(got, "data.peersInRoom.0", field, sizeof field));
     CHECK(px_finish(ts, a, b, NULL));
+}
+
+/* A socket the server closes (here for an undecodable message) leaves its rooms at once: the
+   others hear peerLeft while the closed client has not yet answered the close, instead of
+   after close_timeout_ms. */
+TEST(phoenix, relay_peer_left_as_soon_as_the_server_closes) {
+    ts_server *ts = px_server_new();
+    ts_client *a, *b;
+    ts_frame f;
+    char ida[37], idb[37], e[PX_TEXT], expected[400];
+    REQUIRE(ts);
+    ts->desc.close_timeout_ms = 5000; /* longer than the waits below */
+    ts = px_start(ts);
+    REQUIRE(ts);
+    a = px_v2(ts);
+    b = px_v2(ts);
+    REQUIRE(a && b);
+    REQUIRE(px_join(a, "room:q", "1"));
+    REQUIRE(px_join(b, "room:q", "1"));
+    REQUIRE(px_relay_join(a, "1", "room:q", "1", ida, NULL, 0));
+    REQUIRE(px_relay_join(b, "1", "room:q", "2", idb, NULL, 0));
+    REQUIRE(px_event(a, "room:q", e, sizeof e)); /* peerJoined */
+    REQUIRE(ts_send_text(b, "not json") == 0);
+    REQUIRE_EQ_INT(ts_read_close(b, &f, PX_WAIT_MS), 1007); /* b does not answer the close */
+    snprintf(expected, sizeof expected, "{\"type\":\"peerLeft\",\"data\":{\"peerId\":\"%s\"}}", idb);
+    PX_EXPECT_EVENT(a, "room:q", expected);
+    CHECK_EQ_INT(ts->server->channel_count, 1);
+    ts_client_free(b);
+    CHECK(px_finish(ts, a, NULL));
 }

@@ -210,7 +210,7 @@ TS_FN ts_server *ts_server_new(void) {
     ts->desc.host = "127.0.0.1";
     ts->desc.port = VRS_PORT_ANY;
     ts->desc.max_connections = 8;
-    ts->desc.close_timeout_ms = 2000;
+    ts->desc.close_timeout_ms = 10000; /* longer than any wait: an end of TCP seen is never the timeout's */
     ts->desc.on_open = ts_on_open;
     ts->desc.on_message = ts_on_message;
     ts->desc.on_close = ts_on_close;

@@ -4,10 +4,14 @@ PYTHON  ?= /usr/bin/python3
 WARN     = -Wall -Wextra -Wpedantic
 CFLAGS  ?= -O2 -g
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# Linux waits with epoll (a compile option of the header; poll() elsewhere).
+ifeq ($(shell uname -s),Linux)
+EVENTS   = -DVRS_USE_EPOLL
+endif
 
 HEADER   = videoroom_signal.h
 EXAMPLES = build/echo_server build/demo_server
-TESTS    = build/test_videoroom_signal
+TESTS    = build/test_videoroom_signal build/test_videoroom_signal_epoll
 TEST_SOURCES = $(wildcard tests/*.c tests/*.h)
 
 .PHONY: all test unit-test compile-check interop-test e2e-test browser-test tls-test demo echo clean
@@ -21,20 +25,25 @@ build/echo_server: examples/echo_server.c $(HEADER) | build
 	$(CC) -std=c99 $(WARN) $(CFLAGS) $< -o $@
 
 build/demo_server: examples/demo_server.c $(HEADER) | build
-	$(CC) -std=c99 $(WARN) $(CFLAGS) $< -o $@
+	$(CC) -std=c99 $(WARN) $(CFLAGS) $(EVENTS) $< -o $@
 
 # The demo server under the sanitizers, for the end-to-end tests.
 build/demo_server_sanitized: examples/demo_server.c $(HEADER) | build
-	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $< -o $@
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) $< -o $@
 
-# The test binary runs under AddressSanitizer and UndefinedBehaviorSanitizer.
+# The test binary runs under AddressSanitizer and UndefinedBehaviorSanitizer, once with each
+# way of waiting: poll() (the portable default) and, on Linux, epoll.
 build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) tests/test_main.c -o $@
+
+build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
 test: unit-test compile-check interop-test e2e-test tls-test browser-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
+	@if [ -n "$(EVENTS)" ]; then echo "== again, waiting with epoll"; ./build/test_videoroom_signal_epoll; fi
 
 # The header, its stub and the example at the top of its documentation compile warning-free as
 # C99 and as C++ with gcc and clang.

@@ -153,6 +153,10 @@
    VRS_DEFAULT_LOG(level, item, message)  where log lines go when desc.logger.func is NULL;
                                  default: warnings and errors to stderr
    VRS_BLOCK_SIZE                bytes in one pool block, default 4096
+   VRS_USE_EPOLL                 Linux: wait with epoll instead of poll(), so that a step costs
+                                 what the ready connections cost, not what all of them do
+                                 (poll() looks at every descriptor on every step). The demo
+                                 server is built with it.
 
    LIMITS
    ------
@@ -423,7 +427,8 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms);
    waits on and the events it wants (returns how many, at most capacity; capacity
    max_connections + VRS_REJECT_SLOTS + 1 always suffices). Poll them with at most
    vrs_timeout_ms() of waiting, then hand the same array, in the same order, with revents
-   filled, to vrs_process. */
+   filled, to vrs_process. Built with VRS_USE_EPOLL, the server waits on one descriptor, its
+   epoll instance, and vrs_poll_fds gives just that one. */
 #define VRS_REJECT_SLOTS 16
 VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity);
 VRS_API int vrs_timeout_ms(vrs_server *server);
@@ -526,6 +531,12 @@ VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, voi
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef VRS_USE_EPOLL
+#ifndef __linux__
+#error "VRS_USE_EPOLL needs Linux"
+#endif
+#include <sys/epoll.h>
+#endif
 
 #ifndef VRS_ASSERT
 #include <assert.h>
@@ -1904,6 +1915,7 @@ typedef struct vrs__conn {
     uint8_t is_rejection;    /* occupies a reject slot (503) */
     uint8_t want_write;      /* bytes are queued that the socket did not take */
     uint8_t dirty;           /* on the list of connections to flush */
+    uint8_t watching_write;  /* epoll: EPOLLOUT is registered */
     uint8_t attention;       /* on the list for the end-of-step pass */
     uint8_t head_request;    /* the request being answered is HEAD: no body */
     uint16_t close_code;     /* sent or received: what on_close reports */
@@ -1960,8 +1972,13 @@ struct vrs_server {
     uint32_t *room_buckets;          /* hash chains of rooms by id */
     uint32_t room_bucket_mask;
     char *room_ids;                  /* max_rooms * (max_room_id_size + 1) */
-    char *frame_buffer, *payload_buffer, *relay_inner, *relay_outer, *relay_decoded;
-    size_t frame_buffer_size, payload_buffer_size, relay_inner_size, relay_outer_size, relay_decoded_size;
+    char *relay_inner, *relay_outer, *relay_decoded;
+    size_t relay_inner_size, relay_outer_size, relay_decoded_size;
+#ifdef VRS_USE_EPOLL
+    int epoll_fd;
+    int listener_watched;            /* the listener is in the epoll set (not paused) */
+    struct epoll_event ready[256];
+#endif
     int random_fd;
     size_t random_fill, random_used;
     uint8_t random_pool[512];
@@ -2121,10 +2138,18 @@ static void vrs__start_close(vrs_server *server, vrs__conn *conn, int code, cons
     vrs__needs_attention(server, conn);
 }
 
-/* Queues a whole data or control frame from the host or the protocol layers. */
-static vrs_result vrs__queue_frame(vrs_server *server, vrs__conn *conn, int opcode,
-                                   const void *payload, size_t length) {
-    size_t header_length = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
+/* A piece of a frame's payload. Frames are queued from their pieces, so that a payload going
+   to many clients is copied once for each, straight into its queue. */
+typedef struct vrs__piece { const void *bytes; size_t length; } vrs__piece;
+
+/* Queues a whole data or control frame, its payload given in pieces. */
+static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opcode, const vrs__piece *pieces,
+                                    int count) {
+    size_t length = 0, header_length;
+    uint8_t header[10];
+    int i;
+    for (i = 0; i < count; i++) length += pieces[i].length;
+    header_length = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
     if (conn->state != VRS__OPEN) return VRS_ERROR_NOT_OPEN;
     if (header_length + length > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
     switch (vrs__outbound_space(server, conn, header_length + length, 0)) {
@@ -2140,9 +2165,21 @@ static vrs_result vrs__queue_frame(vrs_server *server, vrs__conn *conn, int opco
         vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
         return VRS_ERROR_POOL_EXHAUSTED;
     }
-    vrs__queue_frame_unchecked(server, conn, opcode, payload, length);
+    vrs__frame_header(header, opcode, length);
+    vrs__queue_bytes(server, conn, header, header_length);
+    for (i = 0; i < count; i++)
+        if (pieces[i].length) vrs__queue_bytes(server, conn, pieces[i].bytes, pieces[i].length);
     if (opcode == VRS__OP_TEXT || opcode == VRS__OP_BINARY) server->messages_sent++;
     return VRS_OK;
+}
+
+/* Queues a whole data or control frame from the host or the protocol layers. */
+static vrs_result vrs__queue_frame(vrs_server *server, vrs__conn *conn, int opcode, const void *payload,
+                                   size_t length) {
+    vrs__piece piece;
+    piece.bytes = payload;
+    piece.length = length;
+    return vrs__queue_pieces(server, conn, opcode, &piece, 1);
 }
 
 /* An HTTP response, after which the connection ends. */
@@ -2170,6 +2207,23 @@ static void vrs__respond_error(vrs_server *server, vrs__conn *conn, int status, 
                  length > 0 ? (size_t)length : 0, 1);
 }
 
+/* Whether the socket's readiness to write matters: only while bytes wait that it did not
+   take, so that an idle connection never wakes the server. */
+static void vrs__set_want_write(vrs_server *server, vrs__conn *conn, int want) {
+    conn->want_write = (uint8_t)want;
+#ifdef VRS_USE_EPOLL
+    if (conn->watching_write != want) {
+        struct epoll_event event;
+        VRS_MEMSET(&event, 0, sizeof event);
+        event.events = EPOLLIN | (want ? EPOLLOUT : 0u);
+        event.data.u32 = (uint32_t)(conn - server->conns);
+        if (epoll_ctl(server->epoll_fd, EPOLL_CTL_MOD, conn->fd, &event) == 0) conn->watching_write = (uint8_t)want;
+    }
+#else
+    (void)server;
+#endif
+}
+
 /* Writes what is queued with as few system calls as the socket allows. */
 static void vrs__flush(vrs_server *server, vrs__conn *conn) {
     while (conn->outbound.length > 0 && !conn->dead) {
@@ -2187,7 +2241,7 @@ static void vrs__flush(vrs_server *server, vrs__conn *conn) {
         if (written < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                conn->want_write = 1;
+                vrs__set_want_write(server, conn, 1);
                 return;
             }
             vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
@@ -2195,7 +2249,7 @@ static void vrs__flush(vrs_server *server, vrs__conn *conn) {
         }
         vrs__chain_consume(&server->pool, &conn->outbound, (size_t)written);
     }
-    conn->want_write = 0;
+    if (conn->want_write) vrs__set_want_write(server, conn, 0);
     if (conn->state == VRS__DRAINING && !conn->shutdown_sent && !conn->dead) {
         /* Half-close, then wait for the peer's end: closing outright with unread input would
            send a reset that can destroy the last bytes we wrote before the peer reads them. */
@@ -2657,6 +2711,18 @@ static vrs__conn *vrs__adopt(vrs_server *server, int fd, const struct sockaddr_s
     server->active[server->active_count++] = slot;
     if (rejection) server->rejection_count++;
     else server->open_count++;
+#ifdef VRS_USE_EPOLL
+    {
+        struct epoll_event event;
+        VRS_MEMSET(&event, 0, sizeof event);
+        event.events = EPOLLIN;
+        event.data.u32 = slot;
+        if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+            vrs__log(server, VRS_LOG_SYSTEM_ERROR, "epoll_ctl: cannot watch a new connection");
+            vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
+        }
+    }
+#endif
     return conn;
 }
 
@@ -3110,45 +3176,62 @@ static int vrs__decode_v2_binary(const uint8_t *data, size_t length, vrs__messag
     return 1;
 }
 
-/* Writes one text message in the socket's serializer. All but `event` are JSON text. */
-static void vrs__write_envelope(vrs__json_writer *w, int vsn, const char *join_ref, size_t join_ref_length,
-                                const char *ref, size_t ref_length, const char *topic, size_t topic_length,
-                                const char *event, const char *payload, size_t payload_length) {
-    if (vsn == 2) {
-        VRS__JW_LITERAL(w, "[");
-        vrs__jw_raw(w, join_ref, join_ref_length);
-        VRS__JW_LITERAL(w, ",");
-        vrs__jw_raw(w, ref, ref_length);
-        VRS__JW_LITERAL(w, ",");
-        vrs__jw_raw(w, topic, topic_length);
-        VRS__JW_LITERAL(w, ",");
-        vrs__jw_cstring(w, event);
-        VRS__JW_LITERAL(w, ",");
-        vrs__jw_raw(w, payload, payload_length);
-        VRS__JW_LITERAL(w, "]");
-    } else {
-        VRS__JW_LITERAL(w, "{\"topic\":");
-        vrs__jw_raw(w, topic, topic_length);
-        VRS__JW_LITERAL(w, ",\"event\":");
-        vrs__jw_cstring(w, event);
-        VRS__JW_LITERAL(w, ",\"payload\":");
-        vrs__jw_raw(w, payload, payload_length);
-        VRS__JW_LITERAL(w, ",\"ref\":");
-        vrs__jw_raw(w, ref, ref_length);
-        VRS__JW_LITERAL(w, "}");
-    }
+static vrs__piece vrs__text_piece(const char *bytes, size_t length) {
+    vrs__piece piece;
+    piece.bytes = bytes;
+    piece.length = length;
+    return piece;
 }
 
-static vrs_result vrs__send_envelope(vrs_server *server, vrs__conn *conn, const char *join_ref,
-                                     size_t join_ref_length, const char *ref, size_t ref_length,
-                                     const char *topic, size_t topic_length, const char *event,
-                                     const char *payload, size_t payload_length) {
-    vrs__json_writer w;
-    vrs__jw_init(&w, server->frame_buffer, server->frame_buffer_size);
-    vrs__write_envelope(&w, conn->vsn, join_ref, join_ref_length, ref, ref_length, topic, topic_length,
-                        event, payload, payload_length);
-    if (w.overflowed) return VRS_ERROR_TOO_LARGE;
-    return vrs__queue_frame(server, conn, VRS__OP_TEXT, w.buffer, w.length);
+#define VRS__LITERAL_PIECE(literal) vrs__text_piece((literal), sizeof(literal) - 1)
+#define VRS__ENVELOPE_PIECES 16
+
+/* The pieces of one text message in the socket's serializer: V2 [join_ref, ref, topic, event,
+   payload], V1 {"topic","event","payload","ref"}. All are JSON text; the payload comes in up to
+   three pieces. Returns how many pieces. */
+static int vrs__envelope_pieces(vrs__piece *out, int vsn, vrs__piece join_ref, vrs__piece ref, vrs__piece topic,
+                                vrs__piece event, const vrs__piece *payload, int payload_count) {
+    int n = 0, i;
+    if (vsn == 2) {
+        out[n++] = VRS__LITERAL_PIECE("[");
+        out[n++] = join_ref;
+        out[n++] = VRS__LITERAL_PIECE(",");
+        out[n++] = ref;
+        out[n++] = VRS__LITERAL_PIECE(",");
+        out[n++] = topic;
+        out[n++] = VRS__LITERAL_PIECE(",");
+        out[n++] = event;
+        out[n++] = VRS__LITERAL_PIECE(",");
+        for (i = 0; i < payload_count; i++) out[n++] = payload[i];
+        out[n++] = VRS__LITERAL_PIECE("]");
+    } else {
+        out[n++] = VRS__LITERAL_PIECE("{\"topic\":");
+        out[n++] = topic;
+        out[n++] = VRS__LITERAL_PIECE(",\"event\":");
+        out[n++] = event;
+        out[n++] = VRS__LITERAL_PIECE(",\"payload\":");
+        for (i = 0; i < payload_count; i++) out[n++] = payload[i];
+        out[n++] = VRS__LITERAL_PIECE(",\"ref\":");
+        out[n++] = ref;
+        out[n++] = VRS__LITERAL_PIECE("}");
+    }
+    return n;
+}
+
+/* Queues one text message, its payload in pieces. */
+static vrs_result vrs__send_envelope(vrs_server *server, vrs__conn *conn, vrs__piece join_ref, vrs__piece ref,
+                                     vrs__piece topic, const char *event, const vrs__piece *payload,
+                                     int payload_count) {
+    char event_json[512];
+    vrs__json_writer e;
+    vrs__piece pieces[VRS__ENVELOPE_PIECES];
+    int count;
+    vrs__jw_init(&e, event_json, sizeof event_json);
+    vrs__jw_cstring(&e, event);
+    if (e.overflowed) return VRS_ERROR_TOO_LARGE;
+    count = vrs__envelope_pieces(pieces, conn->vsn, join_ref, ref, topic, vrs__text_piece(e.buffer, e.length),
+                                 payload, payload_count);
+    return vrs__queue_pieces(server, conn, VRS__OP_TEXT, pieces, count);
 }
 
 /* phx_reply with {"status":..,"response":..}; `response` is JSON text. */
@@ -3162,8 +3245,12 @@ static void vrs__reply(vrs_server *server, vrs__conn *conn, vrs__json_slice join
     vrs__jw_raw(&w, response, response_length);
     VRS__JW_LITERAL(&w, "}");
     if (w.overflowed) return;
-    vrs__send_envelope(server, conn, join_ref.start, join_ref.length, m->ref.start, m->ref.length,
-                       m->topic_json.start, m->topic_json.length, "phx_reply", w.buffer, w.length);
+    {
+        vrs__piece body = vrs__text_piece(w.buffer, w.length);
+        vrs__send_envelope(server, conn, vrs__text_piece(join_ref.start, join_ref.length),
+                           vrs__text_piece(m->ref.start, m->ref.length),
+                           vrs__text_piece(m->topic_json.start, m->topic_json.length), "phx_reply", &body, 1);
+    }
 }
 
 static void vrs__reply_error(vrs_server *server, vrs__conn *conn, vrs__json_slice join_ref,
@@ -3198,12 +3285,13 @@ static size_t vrs__channel_topic(vrs_server *server, const vrs__channel *channel
 
 /* A push from the channel: [push_ref, null, topic, event, payload]. */
 static vrs_result vrs__channel_push(vrs_server *server, vrs__channel *channel, const char *event,
-                                    const char *payload, size_t length) {
+                                    const vrs__piece *payload, int payload_count) {
     char topic[1600];
     size_t topic_length = vrs__channel_topic(server, channel, topic, sizeof topic);
-    return vrs__send_envelope(server, &server->conns[channel->conn], channel->push_ref,
-                              channel->push_ref_length, "null", 4, topic, topic_length, event, payload,
-                              length);
+    return vrs__send_envelope(server, &server->conns[channel->conn],
+                              vrs__text_piece(channel->push_ref, channel->push_ref_length),
+                              VRS__LITERAL_PIECE("null"), vrs__text_piece(topic, topic_length), event, payload,
+                              payload_count);
 }
 
 /* phx_close or phx_error: [join_ref, join_ref, topic, event, payload], with the join's own
@@ -3211,20 +3299,20 @@ static vrs_result vrs__channel_push(vrs_server *server, vrs__channel *channel, c
 static void vrs__channel_end_message(vrs_server *server, vrs__conn *conn, const char *join_ref,
                                      size_t join_ref_length, const char *topic, size_t topic_length,
                                      const char *event, const char *payload) {
-    vrs__send_envelope(server, conn, join_ref, join_ref_length, join_ref, join_ref_length, topic,
-                       topic_length, event, payload, strlen(payload));
+    vrs__piece body = vrs__text_piece(payload, strlen(payload));
+    vrs__send_envelope(server, conn, vrs__text_piece(join_ref, join_ref_length),
+                       vrs__text_piece(join_ref, join_ref_length), vrs__text_piece(topic, topic_length), event,
+                       &body, 1);
 }
 
 /* mediaEvent {"data": D}, D being JSON text. */
 static vrs_result vrs__push_media_event(vrs_server *server, vrs__channel *channel, const char *data,
                                         size_t length) {
-    vrs__json_writer w;
-    vrs__jw_init(&w, server->payload_buffer, server->payload_buffer_size);
-    VRS__JW_LITERAL(&w, "{\"data\":");
-    vrs__jw_raw(&w, data, length);
-    VRS__JW_LITERAL(&w, "}");
-    if (w.overflowed) return VRS_ERROR_TOO_LARGE;
-    return vrs__channel_push(server, channel, "mediaEvent", w.buffer, w.length);
+    vrs__piece payload[3];
+    payload[0] = VRS__LITERAL_PIECE("{\"data\":");
+    payload[1] = vrs__text_piece(data, length);
+    payload[2] = VRS__LITERAL_PIECE("}");
+    return vrs__channel_push(server, channel, "mediaEvent", payload, 3);
 }
 
 static void vrs__log_peer(vrs_server *server, vrs_log_item item, const vrs__channel *channel) {
@@ -3800,17 +3888,21 @@ VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *
     if (!event || !vrs__utf8_is_valid(VRS__CAST(const uint8_t *, (const void *)event), strlen(event)) ||
         vrs__check_data(payload, length) != VRS_OK)
         return VRS_ERROR_INVALID_ARGUMENT; /* the event name goes into a text frame: UTF-8 only */
-    return vrs__channel_push(server, channel, event, payload, length);
+    {
+        vrs__piece body = vrs__text_piece(payload, length);
+        return vrs__channel_push(server, channel, event, &body, 1);
+    }
 }
 
 VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const char *event,
                                         const void *payload, size_t length) {
     vrs__channel *channel = vrs__channel_lookup(server, peer);
     vrs__conn *conn;
-    size_t topic_length, event_length, total;
+    size_t topic_length, event_length;
     char join_ref[VRS__REF_MAX];
     long join_ref_length;
-    uint8_t *out = VRS__CAST(uint8_t *, (void *)server->frame_buffer);
+    uint8_t sizes[4];
+    vrs__piece pieces[6];
     if (!channel) return VRS_ERROR_INVALID_CONNECTION;
     conn = &server->conns[channel->conn];
     if (conn->vsn != 2) return VRS_ERROR_INVALID_ARGUMENT;
@@ -3822,18 +3914,19 @@ VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const
                                               sizeof join_ref);
     if (join_ref_length < 0 || event_length == 0 || event_length > 255 || topic_length > 255)
         return VRS_ERROR_INVALID_ARGUMENT;
-    total = 4 + (size_t)join_ref_length + topic_length + event_length + length;
-    if (total > server->frame_buffer_size) return VRS_ERROR_TOO_LARGE;
-    out[0] = 0;
-    out[1] = (uint8_t)join_ref_length;
-    out[2] = (uint8_t)topic_length;
-    out[3] = (uint8_t)event_length;
-    VRS_MEMCPY(out + 4, join_ref, out[1]);
-    VRS_MEMCPY(out + 4 + out[1], "room:", 5);
-    VRS_MEMCPY(out + 4 + out[1] + 5, vrs__room_id(server, channel->room), topic_length - 5);
-    VRS_MEMCPY(out + 4 + out[1] + topic_length, event, event_length);
-    if (length) VRS_MEMCPY(out + 4 + out[1] + topic_length + event_length, payload, length);
-    return vrs__queue_frame(server, conn, VRS__OP_BINARY, out, total);
+    sizes[0] = 0;
+    sizes[1] = (uint8_t)join_ref_length;
+    sizes[2] = (uint8_t)topic_length;
+    sizes[3] = (uint8_t)event_length;
+    pieces[0].bytes = sizes;
+    pieces[0].length = 4;
+    pieces[1] = vrs__text_piece(join_ref, (size_t)join_ref_length);
+    pieces[2] = VRS__LITERAL_PIECE("room:");
+    pieces[3] = vrs__text_piece(vrs__room_id(server, channel->room), topic_length - 5);
+    pieces[4] = vrs__text_piece(event, event_length);
+    pieces[5].bytes = payload;
+    pieces[5].length = length;
+    return vrs__queue_pieces(server, conn, VRS__OP_BINARY, pieces, 6);
 }
 
 VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room) {
@@ -3997,8 +4090,8 @@ static int vrs__desc_is_valid(const vrs_desc *d) {
 typedef struct vrs__layout {
     size_t conns, free_slots, active, pollfds, pool_next, read_buffer, assembly, pool_data, total;
     size_t channels, free_channels, rooms, free_rooms, room_buckets, room_ids;
-    size_t frame_buffer, payload_buffer, relay_inner, relay_outer, relay_decoded;
-    size_t frame_buffer_size, payload_buffer_size, relay_inner_size, relay_outer_size, relay_decoded_size;
+    size_t relay_inner, relay_outer, relay_decoded;
+    size_t relay_inner_size, relay_outer_size, relay_decoded_size;
     uint32_t slot_count, block_count, bucket_count;
     size_t assembly_size;
 } vrs__layout;
@@ -4032,15 +4125,11 @@ static vrs__layout vrs__plan(const vrs_desc *d) {
     while (l.bucket_count < (uint32_t)d->max_rooms * 2u) l.bucket_count *= 2;
     if (d->disable_phoenix) {
         l.relay_decoded_size = l.relay_inner_size = l.relay_outer_size = 0;
-        l.payload_buffer_size = l.frame_buffer_size = 0;
     } else {
         size_t listing = (size_t)d->max_peers_per_room * ((size_t)d->max_metadata_size + 80) + 256;
         l.relay_decoded_size = (size_t)d->max_message_size;
         l.relay_inner_size = (size_t)d->max_message_size + 256 > listing ? (size_t)d->max_message_size + 256 : listing;
         l.relay_outer_size = 2 * l.relay_inner_size + 16;
-        l.payload_buffer_size = (l.relay_outer_size > (size_t)d->max_message_size ? l.relay_outer_size
-                                                                                  : (size_t)d->max_message_size) + 64;
-        l.frame_buffer_size = l.payload_buffer_size + 4096;
     }
     l.channels = at;
     at = vrs__align(at + (size_t)d->max_channels * sizeof(vrs__channel), 64);
@@ -4054,10 +4143,6 @@ static vrs__layout vrs__plan(const vrs_desc *d) {
     at = vrs__align(at + (size_t)l.bucket_count * sizeof(uint32_t), 64);
     l.room_ids = at;
     at = vrs__align(at + (size_t)d->max_rooms * ((size_t)d->max_room_id_size + 1), 64);
-    l.frame_buffer = at;
-    at = vrs__align(at + l.frame_buffer_size, 64);
-    l.payload_buffer = at;
-    at = vrs__align(at + l.payload_buffer_size, 64);
     l.relay_inner = at;
     at = vrs__align(at + l.relay_inner_size, 64);
     l.relay_outer = at;
@@ -4184,14 +4269,10 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
         server->free_rooms = VRS__CAST(uint32_t *, (void *)(b + l.free_rooms));
         server->room_buckets = VRS__CAST(uint32_t *, (void *)(b + l.room_buckets));
         server->room_ids = VRS__CAST(char *, (void *)(b + l.room_ids));
-        server->frame_buffer = VRS__CAST(char *, (void *)(b + l.frame_buffer));
-        server->payload_buffer = VRS__CAST(char *, (void *)(b + l.payload_buffer));
         server->relay_inner = VRS__CAST(char *, (void *)(b + l.relay_inner));
         server->relay_outer = VRS__CAST(char *, (void *)(b + l.relay_outer));
         server->relay_decoded = VRS__CAST(char *, (void *)(b + l.relay_decoded));
     }
-    server->frame_buffer_size = l.frame_buffer_size;
-    server->payload_buffer_size = l.payload_buffer_size;
     server->relay_inner_size = l.relay_inner_size;
     server->relay_outer_size = l.relay_outer_size;
     server->relay_decoded_size = l.relay_decoded_size;
@@ -4236,7 +4317,19 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
         }
         fcntl(server->random_fd, F_SETFD, FD_CLOEXEC);
     }
+#ifdef VRS_USE_EPOLL
+    server->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (server->epoll_fd < 0) {
+        vrs__log(server, VRS_LOG_SYSTEM_ERROR, "epoll_create1 failed");
+        if (server->random_fd >= 0) close(server->random_fd);
+        if (owns) d.allocator.free(base, d.allocator.user_data);
+        return VRS_ERROR_SYSTEM;
+    }
+#endif
     if (!vrs__listen(server)) {
+#ifdef VRS_USE_EPOLL
+        close(server->epoll_fd);
+#endif
         if (server->random_fd >= 0) close(server->random_fd);
         if (owns) d.allocator.free(base, d.allocator.user_data);
         return VRS_ERROR_ADDRESS;
@@ -4263,12 +4356,104 @@ VRS_API void vrs_destroy(vrs_server *server) {
     vrs__attend(server);
     if (server->listen_fd >= 0) close(server->listen_fd);
     if (server->random_fd >= 0) close(server->random_fd);
+#ifdef VRS_USE_EPOLL
+    close(server->epoll_fd);
+#endif
     if (server->owns_memory) server->desc.allocator.free(server->memory, server->desc.allocator.user_data);
 }
 
 /* ---------------------------------------------------------------------------------------------
    The step
    ------------------------------------------------------------------------------------------- */
+
+VRS_API int vrs_timeout_ms(vrs_server *server) {
+    int64_t now = vrs__clock_ms(), wait;
+    if (server->accept_paused_until_ms > now && server->next_timer_ms > server->accept_paused_until_ms)
+        wait = server->accept_paused_until_ms - now;
+    else
+        wait = server->next_timer_ms - now;
+    if (wait < 0) return 0;
+    return wait > 0x7FFFFFFF ? -1 : (int)wait;
+}
+
+/* What every step ends with, whatever woke it. */
+static void vrs__finish_step(vrs_server *server, int listener_ready) {
+    if (listener_ready) vrs__accept(server);
+    vrs__run_timers(server);
+    vrs__attend(server);
+}
+
+#ifdef VRS_USE_EPOLL
+
+#define VRS__LISTENER_TAG 0xFFFFFFFFu
+
+/* The listener leaves the epoll set while accepting is paused (out of descriptors), so that
+   its readiness does not wake every step. */
+static void vrs__watch_listener(vrs_server *server) {
+    int want = server->now_ms >= server->accept_paused_until_ms;
+    if (want != server->listener_watched) {
+        struct epoll_event event;
+        VRS_MEMSET(&event, 0, sizeof event);
+        event.events = EPOLLIN;
+        event.data.u32 = VRS__LISTENER_TAG;
+        if (epoll_ctl(server->epoll_fd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, server->listen_fd, &event) == 0)
+            server->listener_watched = want;
+    }
+}
+
+/* One round over the connections epoll reports ready: the cost follows the traffic, not the
+   number of connections. */
+static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
+    int ready, i, listener_ready = 0;
+    server->now_ms = vrs__clock_ms();
+    vrs__watch_listener(server);
+    ready = epoll_wait(server->epoll_fd, server->ready, (int)(sizeof server->ready / sizeof server->ready[0]), wait);
+    if (ready < 0) {
+        if (errno == EINTR) return VRS_OK;
+        vrs__log(server, VRS_LOG_SYSTEM_ERROR, strerror(errno));
+        return VRS_ERROR_SYSTEM;
+    }
+    server->now_ms = vrs__clock_ms();
+    for (i = 0; i < ready; i++) {
+        uint32_t slot = server->ready[i].data.u32, events = server->ready[i].events;
+        vrs__conn *conn;
+        if (slot == VRS__LISTENER_TAG) {
+            listener_ready = 1;
+            continue;
+        }
+        /* nothing is released before vrs__attend, so the slot is the one epoll reported */
+        conn = &server->conns[slot];
+        if (conn->state == VRS__FREE || conn->dead) continue;
+        if (events & EPOLLOUT) vrs__flush(server, conn);
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) vrs__read(server, conn);
+    }
+    vrs__finish_step(server, listener_ready);
+    return VRS_OK;
+}
+
+VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
+    if (capacity < 1) return 0;
+    fds[0].fd = server->epoll_fd;
+    fds[0].events = POLLIN;
+    fds[0].revents = 0;
+    return 1;
+}
+
+VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count) {
+    (void)fds;
+    (void)count;
+    vrs__epoll_step(server, 0);
+}
+
+VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
+    int wait;
+    if (!server) return VRS_ERROR_INVALID_ARGUMENT;
+    wait = vrs_timeout_ms(server);
+    if (timeout_ms >= 0 && (wait < 0 || timeout_ms < wait)) wait = timeout_ms;
+    return vrs__epoll_step(server, wait);
+}
+
+#else /* poll() */
 
 VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     uint32_t i;
@@ -4289,16 +4474,6 @@ VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     return count;
 }
 
-VRS_API int vrs_timeout_ms(vrs_server *server) {
-    int64_t now = vrs__clock_ms(), wait;
-    if (server->accept_paused_until_ms > now && server->next_timer_ms > server->accept_paused_until_ms)
-        wait = server->accept_paused_until_ms - now;
-    else
-        wait = server->next_timer_ms - now;
-    if (wait < 0) return 0;
-    return wait > 0x7FFFFFFF ? -1 : (int)wait;
-}
-
 VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count) {
     int i;
     server->now_ms = vrs__clock_ms();
@@ -4312,9 +4487,7 @@ VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count
         if (fds[i].revents & POLLOUT) vrs__flush(server, conn);
         if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) vrs__read(server, conn);
     }
-    if (count > 0 && fds[0].fd == server->listen_fd && (fds[0].revents & POLLIN)) vrs__accept(server);
-    vrs__run_timers(server);
-    vrs__attend(server);
+    vrs__finish_step(server, count > 0 && fds[0].fd == server->listen_fd && (fds[0].revents & POLLIN));
 }
 
 VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
@@ -4332,6 +4505,8 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
     vrs_process(server, server->pollfds, count);
     return VRS_OK;
 }
+
+#endif
 
 /* ---------------------------------------------------------------------------------------------
    Sending, closing, answering, asking

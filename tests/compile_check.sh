@@ -45,6 +45,14 @@ for compiler in gcc clang g++ clang++; do
             failed=1
         fi
     done
+    # VRS_USE_EPOLL on Linux
+    if [ "$(uname -s)" = Linux ]; then
+        if $compiler $lang -Wall -Wextra -Wpedantic -Werror -DVRS_USE_EPOLL -c videoroom_signal.c -o $out/check.o; then
+            echo "compile_check: $compiler $lang VRS_USE_EPOLL: ok"
+        else
+            echo "compile_check: $compiler $lang VRS_USE_EPOLL: FAILED"; failed=1
+        fi
+    fi
     # VRS_STATIC: the whole API becomes static to one file
     if $compiler $lang -Wall -Wextra -Wpedantic -Werror -Wno-unused-function -DVRS_STATIC -c videoroom_signal.c -o $out/check.o; then
         echo "compile_check: $compiler $lang VRS_STATIC: ok"

@@ -10,5 +10,6 @@
 #include "test_websocket.c"
 #include "test_json.c"
 #include "test_phoenix.c"
+#include "test_faults.c"
 
 int main(int argc, char **argv) { return vrs_test_main(argc, argv); }

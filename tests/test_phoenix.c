@@ -2,7 +2,7 @@
    and shared/RELAY.md (channels, rooms, the relay logic).
 
    The codecs are called directly (vrs__decode_v2, vrs__decode_v1, vrs__decode_v2_binary,
-   vrs__write_envelope); everything else runs over loopback against an in-process server
+   vrs__envelope_pieces); everything else runs over loopback against an in-process server
    (test_support.h) with raw WebSocket clients, the server pumped while a client waits.
 
    Frames are compared as parsed JSON values (px_json_same: keys sorted, strings re-encoded,
@@ -192,6 +192,23 @@ PX_FN int px_slice_is(vrs__json_slice s, const char *text) {
    ------------------------------------------------------------------------------------------- */
 
 /* A Phoenix-only host: no on_message, so paths other than the socket are plain HTTP. */
+/* Writes one envelope the way the server queues it (from vrs__envelope_pieces), for the codec
+   tests. */
+PX_FN void px_write_envelope(vrs__json_writer *w, int vsn, const char *join_ref, size_t join_ref_length,
+                             const char *ref, size_t ref_length, const char *topic, size_t topic_length,
+                             const char *event, const char *payload, size_t payload_length) {
+    char event_json[512];
+    vrs__json_writer e;
+    vrs__piece pieces[VRS__ENVELOPE_PIECES], body = vrs__text_piece(payload, payload_length);
+    int count, i;
+    vrs__jw_init(&e, event_json, sizeof event_json);
+    vrs__jw_cstring(&e, event);
+    count = vrs__envelope_pieces(pieces, vsn, vrs__text_piece(join_ref, join_ref_length),
+                                 vrs__text_piece(ref, ref_length), vrs__text_piece(topic, topic_length),
+                                 vrs__text_piece(e.buffer, e.length), &body, 1);
+    for (i = 0; i < count; i++) vrs__jw_raw(w, (const char *)pieces[i].bytes, pieces[i].length);
+}
+
 PX_FN ts_server *px_server_new(void) {
     ts_server *ts = ts_server_new();
     if (!ts) return NULL;
@@ -758,13 +775,13 @@ TEST(phoenix, write_envelope_v2_and_v1) {
     char buffer[256];
     vrs__json_writer w;
     vrs__jw_init(&w, buffer, sizeof buffer);
-    vrs__write_envelope(&w, 2, "\"1\"", 3, "null", 4, "\"room:a\"", 8, "mediaEvent", "{\"data\":1}", 10);
+    px_write_envelope(&w, 2, "\"1\"", 3, "null", 4, "\"room:a\"", 8, "mediaEvent", "{\"data\":1}", 10);
     REQUIRE(!w.overflowed);
     buffer[w.length] = '\0';
     CHECK_EQ_STR(buffer, "[\"1\",null,\"room:a\",\"mediaEvent\",{\"data\":1}]");
     /* V1: topic, event, payload, ref; never a join_ref */
     vrs__jw_init(&w, buffer, sizeof buffer);
-    vrs__write_envelope(&w, 1, "\"1\"", 3, "\"7\"", 3, "\"room:a\"", 8, "phx_reply", PX_OK, strlen(PX_OK));
+    px_write_envelope(&w, 1, "\"1\"", 3, "\"7\"", 3, "\"room:a\"", 8, "phx_reply", PX_OK, strlen(PX_OK));
     REQUIRE(!w.overflowed);
     buffer[w.length] = '\0';
     CHECK_EQ_STR(buffer, "{\"topic\":\"room:a\",\"event\":\"phx_reply\",\"payload\":{\"status\":\"ok\",\"response\":{}},"
@@ -772,12 +789,12 @@ TEST(phoenix, write_envelope_v2_and_v1) {
     CHECK(strstr(buffer, "join_ref") == NULL);
     /* the event is written as a JSON string */
     vrs__jw_init(&w, buffer, sizeof buffer);
-    vrs__write_envelope(&w, 2, "null", 4, "null", 4, "\"t\"", 3, "a\"b", "{}", 2);
+    px_write_envelope(&w, 2, "null", 4, "null", 4, "\"t\"", 3, "a\"b", "{}", 2);
     buffer[w.length] = '\0';
     CHECK_EQ_STR(buffer, "[null,null,\"t\",\"a\\\"b\",{}]");
     /* too small a buffer overflows instead of writing half a message */
     vrs__jw_init(&w, buffer, 20);
-    vrs__write_envelope(&w, 2, "\"1\"", 3, "null", 4, "\"room:a\"", 8, "mediaEvent", "{\"data\":1}", 10);
+    px_write_envelope(&w, 2, "\"1\"", 3, "null", 4, "\"room:a\"", 8, "mediaEvent", "{\"data\":1}", 10);
     CHECK(w.overflowed);
 }
 

@@ -1403,10 +1403,14 @@ TEST(websocket, slow_consumer_is_closed_alone) {
         }
         echoes++;
         if (!saw_pollout) {
+#ifdef VRS_USE_EPOLL
+            saw_pollout = ts->server->conns[(slow_conn.id & VRS__INDEX_MASK) - 1].watching_write;
+#else
             struct pollfd fds[TS_POLL_CAPACITY];
             int k, n = vrs_poll_fds(ts->server, fds, TS_POLL_CAPACITY);
             for (k = 1; k < n; k++)
                 if (fds[k].events & POLLOUT) saw_pollout = 1;
+#endif
         }
     }
     free(chunk);
@@ -1624,8 +1628,14 @@ TEST(websocket, host_driven_poll_loop) {
     c = ts_ws_connect(ts);
     REQUIRE(c);
     n = vrs_poll_fds(ts->server, fds, TS_POLL_CAPACITY);
+#ifdef VRS_USE_EPOLL
+    CHECK_EQ_INT(n, 1); /* the epoll instance stands for every socket */
+    CHECK(fds[0].fd == ts->server->epoll_fd && fds[0].events == POLLIN);
+    (void)k;
+#else
     CHECK_EQ_INT(n, 3);
     for (k = 1; k < n; k++) CHECK_EQ_INT(fds[k].events, POLLIN); /* nothing pending: no POLLOUT */
+#endif
     CHECK(ws_echo_text(c, "through vrs_process"));
     CHECK_EQ_INT(ts_send_frame(c, 9, 1, "p", 1), 0);
     CHECK_EQ_INT(ts_read_frame(c, &f, TS_TIMEOUT_MS), 1);

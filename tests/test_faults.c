@@ -1,0 +1,1 @@
+/* Faults and exhaustion over loopback. */

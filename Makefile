@@ -14,7 +14,7 @@ EXAMPLES = build/echo_server build/demo_server
 TESTS    = build/test_videoroom_signal build/test_videoroom_signal_epoll
 TEST_SOURCES = $(wildcard tests/*.c tests/*.h)
 
-.PHONY: all test unit-test compile-check interop-test e2e-test browser-test tls-test demo echo clean
+.PHONY: all test unit-test compile-check interop-test e2e-test browser-test tls-test demo echo clean analyze
 
 all: $(EXAMPLES) $(TESTS)
 
@@ -39,7 +39,7 @@ build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
 build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
-test: unit-test compile-check interop-test e2e-test tls-test browser-test
+test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -49,6 +49,10 @@ unit-test: $(TESTS)
 # C99 and as C++ with gcc and clang.
 compile-check: | build
 	sh tests/compile_check.sh
+
+# gcc -fanalyzer, clang-tidy (analyzer, CERT, bugprone) and cppcheck over the header.
+analyze:
+	sh tests/analyze.sh
 
 interop-test: build/echo_server
 	$(PYTHON) tests/interop/websockets_interop.py build/echo_server

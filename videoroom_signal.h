@@ -657,7 +657,7 @@ static void vrs__sha1_init(vrs__sha1 *h) {
 }
 
 static void vrs__sha1_compress(vrs__sha1 *h, const uint8_t *block) {
-    uint32_t w[80], a, b, c, d, e, f, k, t;
+    uint32_t w[80], a, b, c, d, e, f, k;
     int i;
     for (i = 0; i < 16; i++)
         w[i] = (uint32_t)block[i * 4] << 24 | (uint32_t)block[i * 4 + 1] << 16 |
@@ -669,8 +669,10 @@ static void vrs__sha1_compress(vrs__sha1 *h, const uint8_t *block) {
         else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1u; }
         else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDCu; }
         else { f = b ^ c ^ d; k = 0xCA62C1D6u; }
-        t = vrs__rotl32(a, 5) + f + e + k + w[i];
-        e = d; d = c; c = vrs__rotl32(b, 30); b = a; a = t;
+        {
+            uint32_t t = vrs__rotl32(a, 5) + f + e + k + w[i];
+            e = d; d = c; c = vrs__rotl32(b, 30); b = a; a = t;
+        }
     }
     h->state[0] += a; h->state[1] += b; h->state[2] += c; h->state[3] += d; h->state[4] += e;
 }
@@ -2673,7 +2675,7 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
 
 static void vrs__format_address(const struct sockaddr_storage *address, char out[64]) {
     char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
+    int port;
     if (address->ss_family == AF_INET) {
         const struct sockaddr_in *v4 = VRS__CAST(const struct sockaddr_in *, (const void *)address);
         inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
@@ -4245,6 +4247,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
             d.allocator.free = vrs__default_free;
         }
         base = VRS__CAST(uint8_t *, d.allocator.alloc(l.total, d.allocator.user_data));
+        /* cppcheck-suppress memleak ; nothing was allocated when base is NULL */
         if (!base) return VRS_ERROR_OUT_OF_MEMORY;
         owns = 1;
     }

@@ -860,10 +860,9 @@ VRS_API int vrs_span_equals(vrs_span span, const char *text) {
 
 static int vrs__is_space(char c) { return c == ' ' || c == '\t'; }
 
-/* Calls back for each element of a comma-separated header value list, trimmed; stops and
-   returns 1 when `match` returns 1. */
-static int vrs__list_contains_nocase(vrs_span list, const char *token) {
-    size_t i = 0;
+/* The next element of a comma-separated header value ("a, b,c"), trimmed; 0 at the end. */
+static int vrs__next_list_item(vrs_span list, size_t *at, vrs_span *item) {
+    size_t i = *at;
     while (i < list.length) {
         size_t start, end;
         while (i < list.length && (vrs__is_space(list.ptr[i]) || list.ptr[i] == ',')) i++;
@@ -872,31 +871,23 @@ static int vrs__list_contains_nocase(vrs_span list, const char *token) {
         end = i;
         while (end > start && vrs__is_space(list.ptr[end - 1])) end--;
         if (end > start) {
-            vrs_span item;
-            item.ptr = list.ptr + start;
-            item.length = end - start;
-            if (vrs__span_equals_nocase(item, token)) return 1;
+            item->ptr = list.ptr + start;
+            item->length = end - start;
+            *at = i;
+            return 1;
         }
     }
+    *at = i;
     return 0;
 }
 
-static int vrs__list_contains(vrs_span list, const char *token) {
-    size_t i = 0;
-    while (i < list.length) {
-        size_t start, end;
-        while (i < list.length && (vrs__is_space(list.ptr[i]) || list.ptr[i] == ',')) i++;
-        start = i;
-        while (i < list.length && list.ptr[i] != ',') i++;
-        end = i;
-        while (end > start && vrs__is_space(list.ptr[end - 1])) end--;
-        if (end > start) {
-            vrs_span item;
-            item.ptr = list.ptr + start;
-            item.length = end - start;
-            if (vrs_span_equals(item, token)) return 1;
-        }
-    }
+/* 1 when the list holds `token`: tokens (Upgrade, Connection) compare without case,
+   subprotocol names exactly. */
+static int vrs__list_contains(vrs_span list, const char *token, int ignore_case) {
+    size_t at = 0;
+    vrs_span item;
+    while (vrs__next_list_item(list, &at, &item))
+        if (ignore_case ? vrs__span_equals_nocase(item, token) : vrs_span_equals(item, token)) return 1;
     return 0;
 }
 
@@ -1617,7 +1608,7 @@ VRS_API int vrs_request_offers_subprotocol(const vrs_request *request, const cha
     int i;
     for (i = 0; i < request->header_count; i++)
         if (vrs__span_equals_nocase(request->headers[i].name, "Sec-WebSocket-Protocol") &&
-            vrs__list_contains(request->headers[i].value, protocol))
+            vrs__list_contains(request->headers[i].value, protocol, 0))
             return 1;
     return 0;
 }
@@ -1642,7 +1633,7 @@ static int vrs__headers_list_token(const vrs_request *request, const char *name,
     int i;
     for (i = 0; i < request->header_count; i++)
         if (vrs__span_equals_nocase(request->headers[i].name, name) &&
-            vrs__list_contains_nocase(request->headers[i].value, token))
+            vrs__list_contains(request->headers[i].value, token, 1))
             return 1;
     return 0;
 }
@@ -3540,28 +3531,20 @@ static long vrs__auth_token(const vrs_request *request, char *out, size_t capaci
     static const char prefix[] = "base64url.bearer.phx.";
     int i;
     for (i = 0; i < request->header_count; i++) {
-        vrs_span list = request->headers[i].value;
+        vrs_span item;
         size_t at = 0;
         if (!vrs__span_equals_nocase(request->headers[i].name, "Sec-WebSocket-Protocol")) continue;
-        while (at < list.length) {
-            size_t start, end;
-            while (at < list.length && (vrs__is_space(list.ptr[at]) || list.ptr[at] == ',')) at++;
-            start = at;
-            while (at < list.length && list.ptr[at] != ',') at++;
-            end = at;
-            while (end > start && vrs__is_space(list.ptr[end - 1])) end--;
-            if (end - start > sizeof prefix - 1 && memcmp(list.ptr + start, prefix, sizeof prefix - 1) == 0) {
+        while (vrs__next_list_item(request->headers[i].value, &at, &item)) {
+            if (item.length > sizeof prefix - 1 && memcmp(item.ptr, prefix, sizeof prefix - 1) == 0) {
                 char padded[1400];
                 size_t n = 0, k;
-                const char *token = list.ptr + start + sizeof prefix - 1;
-                size_t token_length = end - start - (sizeof prefix - 1);
-                long decoded;
+                const char *token = item.ptr + sizeof prefix - 1;
+                size_t token_length = item.length - (sizeof prefix - 1);
                 if (token_length + 4 > sizeof padded) return -1;
                 for (k = 0; k < token_length; k++) /* base64url to base64 */
                     padded[n++] = token[k] == '-' ? '+' : token[k] == '_' ? '/' : token[k];
                 while (n % 4) padded[n++] = '=';
-                decoded = vrs__base64_decode(padded, n, VRS__CAST(uint8_t *, (void *)out), capacity);
-                return decoded;
+                return vrs__base64_decode(padded, n, VRS__CAST(uint8_t *, (void *)out), capacity);
             }
         }
     }

@@ -39,7 +39,7 @@ build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
 build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
-test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze
+test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke static-files-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -79,6 +79,10 @@ browser-test: build/demo_server_sanitized
 tls-test: build/demo_server_sanitized
 	DEMO_SERVER=build/demo_server_sanitized PYTHON=$(PYTHON) sh tests/tls/proxy_test.sh
 
+# The demo server's static files against path traversal (.., encodings, symlinks, NUL bytes).
+static-files-test: build/demo_server
+	PYTHON=$(PYTHON) sh tests/static_files_test.sh build/demo_server
+
 # The README's run command: the demo server on 127.0.0.1:4000.
 demo: build/demo_server
 	./build/demo_server
@@ -88,3 +92,80 @@ echo: build/echo_server
 
 clean:
 	rm -rf build
+
+# ---- fuzz ----------------------------------------------------------------------------------
+# Coverage-guided fuzzing with libFuzzer (clang -fsanitize=fuzzer) under AddressSanitizer and
+# UndefinedBehaviorSanitizer. Seven targets, each one .c file in fuzz/ whose opening comment
+# says what it feeds and checks: http_request frames utf8 json phoenix_messages relay server.
+# `make fuzz` builds them into build/fuzz/ and runs each for FUZZ_SECONDS (FUZZ_JOBS at once;
+# one core each) on a working corpus in build/fuzz/corpus/<target>, seeded by
+# fuzz/make_corpus.py, so that runs never write into the repository. `make fuzz-smoke` runs
+# each for FUZZ_SMOKE_SECONDS, and skips with a message when the fuzzer runtime is missing.
+# A crash, leak, timeout or broken invariant fails the run; its input is left in
+# build/fuzz/artifacts/<target>/ (replay: build/fuzz/<target> FILE).
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_JOBS          ?= 1
+FUZZ_TARGETS = http_request frames utf8 json phoenix_messages relay server
+FUZZ_BINS    = $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+FUZZ_CFLAGS  = -std=c99 -g -O1 -Wall -Wextra -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# The relay target's server waits with epoll on Linux (as the demo server); the others poll().
+FUZZ_EVENTS_relay = $(EVENTS)
+FUZZ_PROBE = mkdir -p build/fuzz && printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n ? 0 : 0; }\n' \
+             | $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c - -o build/fuzz/.probe >/dev/null 2>&1
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+
+build/fuzz/%: fuzz/%.c fuzz/fuzz_common.h $(HEADER)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_EVENTS_$*) $< -o $@
+
+fuzz-build:
+	@if ! $(FUZZ_PROBE); then \
+	    echo "fuzz: $(FUZZ_CC) cannot link -fsanitize=fuzzer (Debian: apt-get install clang libclang-rt-14-dev)"; exit 1; fi
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	FUZZ_JOBS=$(FUZZ_JOBS) PYTHON=$(PYTHON) bash fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	@if ! $(FUZZ_PROBE); then \
+	    echo "fuzz-smoke: SKIPPED: $(FUZZ_CC) has no libFuzzer runtime (-fsanitize=fuzzer; Debian: libclang-rt-14-dev)"; \
+	    exit 0; fi; \
+	$(MAKE) --no-print-directory $(FUZZ_BINS) && \
+	FUZZ_JOBS=$(FUZZ_JOBS) PYTHON=$(PYTHON) bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# ---- bench ---------------------------------------------------------------------------------
+# `make bench`: the benchmark (bench/run.sh; bench/README.md). The demo server built as
+# build/demo_server is (waiting with epoll on Linux) but always -O2, beside the load generator
+# and the bare TCP relay it is compared with. Results: bench/results/latest.md, fanout.svg.
+BENCH_CFLAGS = -O2 -g
+
+.PHONY: bench bench-build bench-quick bench-profile
+
+build/bench/demo_server: examples/demo_server.c $(HEADER)
+	@mkdir -p build/bench
+	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) $(EVENTS) $< -o $@
+
+build/bench/loadgen: bench/loadgen.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) $< -o $@
+
+build/bench/tcp_relay: bench/tcp_relay.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) $< -o $@
+
+bench-build: build/bench/demo_server build/bench/loadgen build/bench/tcp_relay
+
+bench: bench-build
+	PYTHON=$(PYTHON) bash bench/run.sh
+
+# A one-minute smoke run of every scenario (shorter windows, 2,000 idle connections).
+bench-quick: bench-build
+	BENCH_QUICK=1 PYTHON=$(PYTHON) bash bench/run.sh
+
+# Where the server's time goes: perf profiles and system calls per delivery (needs perf).
+bench-profile: bench-build
+	PYTHON=$(PYTHON) bash bench/profile.sh

@@ -88,7 +88,8 @@
    - Writes go through a bounded queue per connection, flushed at the end of each step with one
      system call per connection where possible; POLLOUT is asked for only while bytes are
      pending. A client whose queue would pass send_queue_size is closed with 1013 (logged as
-     VRS_LOG_SLOW_CONSUMER); no other client notices.
+     VRS_LOG_SLOW_CONSUMER); no other client notices. When the shared pool runs dry first,
+     the client with the most bytes queued (the one not reading) is dropped to make room.
    - Timers: handshake_timeout (a client that never finishes its request gets 408), idle_timeout
      (no data from the client: close 1001), close_timeout (how long to wait for the peer's
      close frame and for the TCP connection to end after ours).
@@ -376,8 +377,9 @@ typedef struct vrs_desc {
     /* One whole, reassembled message; `data` is valid only during the call. */
     void (*on_message)(vrs_server *server, vrs_conn conn, vrs_message_type type,
                        const void *data, size_t length, void *user_data);
-    /* Once for every connection that was opened: the close code sent or received
-       (1006 when the connection ended without one). The handle is stale afterwards. */
+    /* Once for every connection that was opened: the close code received, or the one the
+       server sent (also when the client then vanished without answering), or 1006 when the
+       connection ended with no close frame either way. The handle is stale afterwards. */
     void (*on_close)(vrs_server *server, vrs_conn conn, int code, void *user_data);
     /* A plain HTTP request (not an upgrade). Answer with vrs_http_respond during the call;
        without an answer, or without this hook, the client gets 404. */
@@ -2131,6 +2133,25 @@ static void vrs__start_close(vrs_server *server, vrs__conn *conn, int code, cons
     vrs__needs_attention(server, conn);
 }
 
+/* The pool has no block left for `conn`. The connection holding the most queued bytes is the
+   one not reading: it is dropped, and its blocks come back at once, rather than whoever
+   happens to be sent to next. Returns 1 when blocks were freed. */
+static int vrs__evict_largest_queue(vrs_server *server, const vrs__conn *conn) {
+    vrs__conn *largest = NULL;
+    uint32_t i;
+    for (i = 0; i < server->active_count; i++) {
+        vrs__conn *other = &server->conns[server->active[i]];
+        if (other != conn && !other->dead && (!largest || other->outbound.length > largest->outbound.length))
+            largest = other;
+    }
+    if (!largest || largest->outbound.length <= conn->outbound.length) return 0;
+    vrs__log(server, VRS_LOG_SLOW_CONSUMER, largest->remote_address);
+    /* its queue may end inside a frame, so no close frame can follow: the socket is dropped */
+    vrs__chain_clear(&server->pool, &largest->outbound);
+    vrs__kill(server, largest, VRS__CLOSE_TRY_AGAIN_LATER);
+    return 1;
+}
+
 /* A piece of a frame's payload. Frames are queued from their pieces, so that a payload going
    to many clients is copied once for each, straight into its queue. */
 typedef struct vrs__piece { const void *bytes; size_t length; } vrs__piece;
@@ -2145,6 +2166,9 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
     header_length = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
     if (conn->state != VRS__OPEN) return VRS_ERROR_NOT_OPEN;
     if (header_length + length > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
+    while (vrs__outbound_space(server, conn, header_length + length, 0) == VRS__SPACE_POOL_EMPTY &&
+           vrs__evict_largest_queue(server, conn)) {
+    }
     switch (vrs__outbound_space(server, conn, header_length + length, 0)) {
     case VRS__SPACE_OK: break;
     case VRS__SPACE_QUEUE_FULL:
@@ -2636,17 +2660,12 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         if (capacity > VRS__READ_BUFFER_SIZE) capacity = VRS__READ_BUFFER_SIZE;
     }
     got = recv(conn->fd, server->read_buffer, capacity, 0);
-    if (got < 0) {
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
+    if (got <= 0) {
+        if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
             vrs__log(server, VRS_LOG_CONNECTION_RESET, conn->remote_address);
-        vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
-        return;
-    }
-    if (got == 0) {
-        if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
-            vrs__log(server, VRS_LOG_CONNECTION_RESET, conn->remote_address);
-        vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
+        /* after our close frame, on_close reports the code we sent, as it does at the timeout */
+        vrs__kill(server, conn, conn->state == VRS__CLOSING ? conn->close_code : VRS__CLOSE_ABNORMAL);
         return;
     }
     switch (conn->state) {

@@ -69,9 +69,36 @@ static int is_plain_path(const char *path, size_t length) {
     return 1;
 }
 
+/* Opens a file below the web root one path segment at a time, refusing a symbolic link at
+   any depth: O_NOFOLLOW on the whole path would only guard its last segment. Returns the
+   descriptor, or -1. */
+static int open_below_web_root(const char *path, size_t length) {
+    char segment[256];
+    int directory = open(web_root, O_RDONLY | O_DIRECTORY), fd = -1;
+    size_t at = 1; /* after the leading '/' */
+    while (directory >= 0) {
+        size_t end = at;
+        int last;
+        while (end < length && path[end] != '/') end++;
+        last = end == length;
+        if (end - at >= sizeof segment) break;
+        memcpy(segment, path + at, end - at);
+        segment[end - at] = '\0';
+        fd = openat(directory, segment, O_RDONLY | O_NOFOLLOW | (last ? 0 : O_DIRECTORY));
+        close(directory);
+        directory = -1;
+        if (fd < 0 || last) break;
+        directory = fd;
+        fd = -1;
+        at = end + 1;
+    }
+    if (directory >= 0) close(directory);
+    return fd;
+}
+
 static void serve_file(vrs_server *server, vrs_conn conn, const char *path, size_t length) {
-    char file_name[512];
     const char *type;
+    char name[256];
     struct stat info;
     ssize_t got;
     size_t total = 0;
@@ -80,11 +107,12 @@ static void serve_file(vrs_server *server, vrs_conn conn, const char *path, size
         path = "/index.html";
         length = 11;
     }
-    if (!is_plain_path(path, length) || length + strlen(web_root) + 1 >= sizeof file_name) goto not_found;
-    snprintf(file_name, sizeof file_name, "%s%.*s", web_root, (int)length, path);
-    type = content_type_of(file_name);
+    if (!is_plain_path(path, length) || length >= sizeof name) goto not_found;
+    memcpy(name, path, length);
+    name[length] = '\0';
+    type = content_type_of(name);
     if (!type) goto not_found;
-    fd = open(file_name, O_RDONLY | O_NOFOLLOW);
+    fd = open_below_web_root(path, length);
     if (fd < 0) goto not_found;
     if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) || info.st_size > DEMO_MAX_FILE) {
         close(fd);

@@ -975,9 +975,43 @@ static long vrs__json_hex4(const char *at) {
 
 /* ---- Validation: each scanner returns the byte after what it matched, or NULL. ---- */
 
+/* Strings are most of what a signaling server reads and writes: their plain runs are crossed
+   eight bytes at a time. Each test below is exact for the word as a whole (SWAR: "has a zero
+   byte" and "has a byte below n", n <= 128). */
+#define VRS__BYTES_ONES 0x0101010101010101ull
+#define VRS__BYTES_HIGHS 0x8080808080808080ull
+
+static uint64_t vrs__word_has_byte(uint64_t word, unsigned char byte) {
+    uint64_t t = word ^ (VRS__BYTES_ONES * byte);
+    return (t - VRS__BYTES_ONES) & ~t & VRS__BYTES_HIGHS;
+}
+
+static uint64_t vrs__word_has_below(uint64_t word, unsigned char limit) {
+    return (word - VRS__BYTES_ONES * limit) & ~word & VRS__BYTES_HIGHS;
+}
+
+/* The first byte at or after `at` inside a JSON string that is not plain ASCII text: a quote, a
+   backslash, a control character or a byte of a multi-byte character. */
+static const char *vrs__json_plain_run(const char *at, const char *end) {
+    while (end - at >= 8) {
+        uint64_t word;
+        VRS_MEMCPY(&word, at, 8);
+        if (vrs__word_has_byte(word, '"') | vrs__word_has_byte(word, '\\') | vrs__word_has_below(word, 0x20) |
+            (word & VRS__BYTES_HIGHS))
+            break;
+        at += 8;
+    }
+    while (at < end) {
+        unsigned char c = (unsigned char)*at;
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
+        at++;
+    }
+    return at;
+}
+
 static const char *vrs__json_scan_string(const char *at, const char *end) {
     at++; /* the opening quote */
-    while (at < end) {
+    while ((at = vrs__json_plain_run(at, end)) < end) {
         unsigned char c = (unsigned char)*at;
         if (c == '"') return at + 1;
         if (c < 0x20) return NULL;
@@ -1131,7 +1165,7 @@ static vrs__json_kind vrs__json_kind_of(vrs__json_slice value) {
 
 /* The end of the string token whose opening quote is at `at`, trusting its escapes. */
 static const char *vrs__json_skip_string(const char *at, const char *end) {
-    for (at++; at < end; at++) {
+    for (at = vrs__json_plain_run(at + 1, end); at < end; at = vrs__json_plain_run(at + 1, end)) {
         if (*at == '\\') {
             if (++at >= end) return NULL;
         } else if (*at == '"') {
@@ -1322,7 +1356,15 @@ static int vrs__json_string_equals(vrs__json_slice string_token, const char *tex
     size_t matched = 0;
     int count, i;
     if (!text || !vrs__json_string_content(string_token, &at, &end)) return 0;
-    while ((count = vrs__json_decode_step(&at, end, unit)) > 0) {
+    for (;;) {
+        const char *run = vrs__json_plain_run(at, end);
+        size_t n = (size_t)(run - at);
+        if (n) { /* a plain run: no NUL in it, so text must match it byte for byte */
+            if (strncmp(text + matched, at, n) != 0) return 0;
+            matched += n;
+            at = run;
+        }
+        if ((count = vrs__json_decode_step(&at, end, unit)) <= 0) break;
         /* Checking text's NUL first keeps a decoded \u0000 from reading past it. */
         for (i = 0; i < count; i++, matched++)
             if (text[matched] == '\0' || text[matched] != unit[i]) return 0;
@@ -1340,7 +1382,16 @@ static long vrs__json_string_decode(vrs__json_slice string_token, char *out, siz
     size_t length = 0;
     int count;
     if (!vrs__json_string_content(string_token, &at, &end)) return -1;
-    while ((count = vrs__json_decode_step(&at, end, unit)) > 0) {
+    for (;;) {
+        const char *run = vrs__json_plain_run(at, end);
+        size_t n = (size_t)(run - at);
+        if (n) { /* plain runs are copied whole */
+            if (n > capacity - length) return -1;
+            memcpy(out + length, at, n);
+            length += n;
+            at = run;
+        }
+        if ((count = vrs__json_decode_step(&at, end, unit)) <= 0) break;
         if ((size_t)count > capacity - length) return -1;
         memcpy(out + length, unit, (size_t)count);
         length += (size_t)count;
@@ -1402,8 +1453,11 @@ static void vrs__jw_string(vrs__json_writer *w, const char *utf8, size_t length)
     size_t i, plain_from = 0;
     VRS__JW_LITERAL(w, "\"");
     for (i = 0; i < length; i++) {
-        unsigned char c = (unsigned char)utf8[i];
+        unsigned char c;
         char escape[6];
+        i = (size_t)(vrs__json_plain_run(utf8 + i, utf8 + length) - utf8); /* plain runs stay as they are */
+        if (i >= length) break;
+        c = (unsigned char)utf8[i];
         size_t escape_length = 2;
         escape[0] = '\\';
         switch (c) {
@@ -1974,6 +2028,9 @@ struct vrs_server {
     int listener_watched;            /* the listener is in the epoll set (not paused) */
     struct epoll_event ready[256];
 #endif
+    uint32_t topic_key;              /* the room (slot + 1 and generation) topic_json is for */
+    size_t topic_json_length;
+    char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
     int random_fd;
     size_t random_fill, random_used;
     uint8_t random_pool[512];
@@ -2221,7 +2278,7 @@ static void vrs__respond_error(vrs_server *server, vrs__conn *conn, int status, 
     char body[64];
     int length = snprintf(body, sizeof body, "%d %s\n", status, vrs__http_reason(status));
     vrs__respond(server, conn, status, "text/plain; charset=utf-8", extra_headers, body,
-                 length > 0 ? (size_t)length : 0, 1);
+                 length > 0 ? (size_t)length : 0, !conn->head_request);
 }
 
 /* Whether the socket's readiness to write matters: only while bytes wait that it did not
@@ -2562,6 +2619,7 @@ static int vrs__is_socket_path(const vrs_server *server, vrs_span path) {
 static void vrs__handle_request(vrs_server *server, vrs__conn *conn, vrs_request *request) {
     vrs__upgrade_check upgrade;
     VRS_MEMCPY(request->remote_address, conn->remote_address, sizeof request->remote_address);
+    conn->head_request = (uint8_t)vrs_span_equals(request->method, "HEAD"); /* no body in any answer */
     if (request->minor_version >= 1 && !vrs__header_present(request, "Host")) {
         vrs__log(server, VRS_LOG_BAD_REQUEST, conn->remote_address);
         vrs__respond_error(server, conn, 400, NULL);
@@ -2574,7 +2632,6 @@ static void vrs__handle_request(vrs_server *server, vrs__conn *conn, vrs_request
     upgrade = vrs__check_upgrade(request);
     /* with the Phoenix socket on, other paths are plain HTTP unless the host takes WebSockets */
     if (upgrade == VRS__NOT_AN_UPGRADE || (!server->desc.disable_phoenix && !server->desc.on_message)) {
-        conn->head_request = (uint8_t)vrs_span_equals(request->method, "HEAD");
         if (server->desc.on_http)
             server->desc.on_http(server, vrs__handle(server, conn), request, server->desc.user_data);
         if (conn->state == VRS__READING_REQUEST) vrs__respond_error(server, conn, 404, NULL);
@@ -2665,7 +2722,7 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
             vrs__log(server, VRS_LOG_CONNECTION_RESET, conn->remote_address);
         /* after our close frame, on_close reports the code we sent, as it does at the timeout */
-        vrs__kill(server, conn, conn->state == VRS__CLOSING ? conn->close_code : VRS__CLOSE_ABNORMAL);
+        vrs__kill(server, conn, conn->state == VRS__CLOSING ? (int)conn->close_code : (int)VRS__CLOSE_ABNORMAL);
         return;
     }
     switch (conn->state) {
@@ -3230,19 +3287,12 @@ static int vrs__envelope_pieces(vrs__piece *out, int vsn, vrs__piece join_ref, v
     return n;
 }
 
-/* Queues one text message, its payload in pieces. */
+/* Queues one text message, its payload in pieces; `event` is the event name as JSON text. */
 static vrs_result vrs__send_envelope(vrs_server *server, vrs__conn *conn, vrs__piece join_ref, vrs__piece ref,
-                                     vrs__piece topic, const char *event, const vrs__piece *payload,
+                                     vrs__piece topic, vrs__piece event, const vrs__piece *payload,
                                      int payload_count) {
-    char event_json[512];
-    vrs__json_writer e;
     vrs__piece pieces[VRS__ENVELOPE_PIECES];
-    int count;
-    vrs__jw_init(&e, event_json, sizeof event_json);
-    vrs__jw_cstring(&e, event);
-    if (e.overflowed) return VRS_ERROR_TOO_LARGE;
-    count = vrs__envelope_pieces(pieces, conn->vsn, join_ref, ref, topic, vrs__text_piece(e.buffer, e.length),
-                                 payload, payload_count);
+    int count = vrs__envelope_pieces(pieces, conn->vsn, join_ref, ref, topic, event, payload, payload_count);
     return vrs__queue_pieces(server, conn, VRS__OP_TEXT, pieces, count);
 }
 
@@ -3261,7 +3311,8 @@ static void vrs__reply(vrs_server *server, vrs__conn *conn, vrs__json_slice join
         vrs__piece body = vrs__text_piece(w.buffer, w.length);
         vrs__send_envelope(server, conn, vrs__text_piece(join_ref.start, join_ref.length),
                            vrs__text_piece(m->ref.start, m->ref.length),
-                           vrs__text_piece(m->topic_json.start, m->topic_json.length), "phx_reply", &body, 1);
+                           vrs__text_piece(m->topic_json.start, m->topic_json.length),
+                           VRS__LITERAL_PIECE("\"phx_reply\""), &body, 1);
     }
 }
 
@@ -3283,38 +3334,41 @@ static vrs__json_slice vrs__slice(const char *text, size_t length) {
     return s;
 }
 
-/* The channel's topic as JSON text: "room:<id>". */
-static size_t vrs__channel_topic(vrs_server *server, const vrs__channel *channel, char *out, size_t capacity) {
-    char topic[5 + 256];
-    vrs__json_writer w;
-    size_t id_length = server->rooms[channel->room].id_length;
-    VRS_MEMCPY(topic, "room:", 5);
-    VRS_MEMCPY(topic + 5, vrs__room_id(server, channel->room), id_length);
-    vrs__jw_init(&w, out, capacity);
-    vrs__jw_string(&w, topic, 5 + id_length);
-    return w.overflowed ? 0 : w.length;
+/* The channel's topic as JSON text, "room:<id>". The last room's is kept: a fan-out pushes
+   to every peer of one room in a row. */
+static vrs__piece vrs__channel_topic(vrs_server *server, const vrs__channel *channel) {
+    vrs__room *room = &server->rooms[channel->room];
+    uint32_t key = (uint32_t)room->generation << VRS__INDEX_BITS | (channel->room + 1);
+    if (server->topic_key != key) {
+        char topic[5 + 256];
+        vrs__json_writer w;
+        VRS_MEMCPY(topic, "room:", 5);
+        VRS_MEMCPY(topic + 5, vrs__room_id(server, channel->room), room->id_length);
+        vrs__jw_init(&w, server->topic_json, sizeof server->topic_json);
+        vrs__jw_string(&w, topic, 5 + (size_t)room->id_length);
+        server->topic_json_length = w.overflowed ? 0 : w.length;
+        server->topic_key = key;
+    }
+    return vrs__text_piece(server->topic_json, server->topic_json_length);
 }
 
-/* A push from the channel: [push_ref, null, topic, event, payload]. */
-static vrs_result vrs__channel_push(vrs_server *server, vrs__channel *channel, const char *event,
+/* A push from the channel: [push_ref, null, topic, event, payload]; `event` is JSON text. */
+static vrs_result vrs__channel_push(vrs_server *server, vrs__channel *channel, vrs__piece event,
                                     const vrs__piece *payload, int payload_count) {
-    char topic[1600];
-    size_t topic_length = vrs__channel_topic(server, channel, topic, sizeof topic);
     return vrs__send_envelope(server, &server->conns[channel->conn],
                               vrs__text_piece(channel->push_ref, channel->push_ref_length),
-                              VRS__LITERAL_PIECE("null"), vrs__text_piece(topic, topic_length), event, payload,
+                              VRS__LITERAL_PIECE("null"), vrs__channel_topic(server, channel), event, payload,
                               payload_count);
 }
 
 /* phx_close or phx_error: [join_ref, join_ref, topic, event, payload], with the join's own
    join_ref (null when it had none). */
 static void vrs__channel_end_message(vrs_server *server, vrs__conn *conn, const char *join_ref,
-                                     size_t join_ref_length, const char *topic, size_t topic_length,
-                                     const char *event, const char *payload) {
+                                     size_t join_ref_length, vrs__piece topic, vrs__piece event,
+                                     const char *payload) {
     vrs__piece body = vrs__text_piece(payload, strlen(payload));
     vrs__send_envelope(server, conn, vrs__text_piece(join_ref, join_ref_length),
-                       vrs__text_piece(join_ref, join_ref_length), vrs__text_piece(topic, topic_length), event,
-                       &body, 1);
+                       vrs__text_piece(join_ref, join_ref_length), topic, event, &body, 1);
 }
 
 /* mediaEvent {"data": D}, D being JSON text. */
@@ -3324,7 +3378,7 @@ static vrs_result vrs__push_media_event(vrs_server *server, vrs__channel *channe
     payload[0] = VRS__LITERAL_PIECE("{\"data\":");
     payload[1] = vrs__text_piece(data, length);
     payload[2] = VRS__LITERAL_PIECE("}");
-    return vrs__channel_push(server, channel, "mediaEvent", payload, 3);
+    return vrs__channel_push(server, channel, VRS__LITERAL_PIECE("\"mediaEvent\""), payload, 3);
 }
 
 static void vrs__log_peer(vrs_server *server, vrs_log_item item, const vrs__channel *channel) {
@@ -3452,8 +3506,9 @@ static void vrs__join(vrs_server *server, vrs__conn *conn, const vrs__message *m
         }
     }
     if (displaced)
-        vrs__channel_end_message(server, conn, old_join_ref, old_join_ref_length, m->topic_json.start,
-                                 m->topic_json.length, "phx_close", "{}");
+        vrs__channel_end_message(server, conn, old_join_ref, old_join_ref_length,
+                                 vrs__text_piece(m->topic_json.start, m->topic_json.length),
+                                 VRS__LITERAL_PIECE("\"phx_close\""), "{}");
 }
 
 /* A whole client message on a Phoenix socket. */
@@ -3500,8 +3555,9 @@ static void vrs__phoenix_message(vrs_server *server, vrs__conn *conn, int opcode
         VRS_MEMCPY(join_ref, channel->join_ref, join_ref_length);
         vrs__reply(server, conn, vrs__slice(channel->push_ref, channel->push_ref_length), &m, 1, "{}", 2);
         vrs__channel_remove(server, channel);
-        vrs__channel_end_message(server, conn, join_ref, join_ref_length, m.topic_json.start,
-                                 m.topic_json.length, "phx_close", "{}");
+        vrs__channel_end_message(server, conn, join_ref, join_ref_length,
+                                 vrs__text_piece(m.topic_json.start, m.topic_json.length),
+                                 VRS__LITERAL_PIECE("\"phx_close\""), "{}");
         return;
     }
     if (strcmp(m.event, "mediaEvent") == 0) {
@@ -3682,14 +3738,39 @@ static vrs__channel *vrs__relay_find_target(vrs_server *server, vrs__channel *fr
     return NULL;
 }
 
+/* The members of a relay event E the relay looks at, read in one walk over E (the last of a
+   repeated key wins, as in vrs__json_object_get). */
+typedef struct vrs__relay_event {
+    vrs__json_slice type, to, data;
+    int has_type, has_to, has_data;
+} vrs__relay_event;
+
+static void vrs__relay_read_event(vrs__json_slice event, vrs__relay_event *e) {
+    vrs__json_cursor cursor;
+    vrs__json_slice key, value;
+    VRS_MEMSET(e, 0, sizeof *e);
+    if (!vrs__json_enter(event, &cursor)) return;
+    while (vrs__json_next_member(&cursor, &key, &value)) {
+        if (vrs__json_string_equals(key, "type")) {
+            e->type = value;
+            e->has_type = 1;
+        } else if (vrs__json_string_equals(key, "to")) {
+            e->to = value;
+            e->has_to = 1;
+        } else if (vrs__json_string_equals(key, "data")) {
+            e->data = value;
+            e->has_data = 1;
+        }
+    }
+}
+
 /* M from E.data.metadata (null when absent), checked against the size limit. */
-static int vrs__relay_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice event,
+static int vrs__relay_metadata(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event,
                                vrs__json_slice *metadata) {
-    vrs__json_slice data;
     metadata->start = "null";
     metadata->length = 4;
-    if (vrs__json_object_get(event, "data", &data) && vrs__json_kind_of(data) == VRS__JSON_OBJECT)
-        vrs__json_object_get(data, "metadata", metadata);
+    if (event->has_data && vrs__json_kind_of(event->data) == VRS__JSON_OBJECT)
+        vrs__json_object_get(event->data, "metadata", metadata);
     if (metadata->length > (size_t)server->desc.max_metadata_size) {
         vrs__relay_error(server, channel, "metadata too large");
         return 0;
@@ -3711,7 +3792,7 @@ static int vrs__relay_store_metadata(vrs_server *server, vrs__channel *channel, 
     return 1;
 }
 
-static void vrs__relay_join(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
+static void vrs__relay_join(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event) {
     vrs__json_slice m;
     vrs__json_writer e;
     uint32_t index;
@@ -3755,7 +3836,7 @@ static void vrs__relay_join(vrs_server *server, vrs__channel *channel, vrs__json
     vrs__relay_fan_out(server, channel, &e);
 }
 
-static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
+static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event) {
     vrs__json_slice m;
     vrs__json_writer e;
     if (!vrs__relay_metadata(server, channel, event, &m) || !vrs__relay_store_metadata(server, channel, m)) return;
@@ -3768,16 +3849,14 @@ static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel
     vrs__relay_fan_out(server, channel, &e);
 }
 
-static void vrs__relay_custom(vrs_server *server, vrs__channel *channel, vrs__json_slice event) {
-    vrs__json_slice to, x;
+static void vrs__relay_custom(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event) {
+    vrs__json_slice x = event->has_data ? event->data : vrs__slice("null", 4);
     vrs__json_writer e;
     vrs__channel *target = NULL;
-    int addressed = vrs__json_object_get(event, "to", &to);
-    if (addressed && !(target = vrs__relay_find_target(server, channel, to))) {
+    if (event->has_to && !(target = vrs__relay_find_target(server, channel, event->to))) {
         vrs__relay_error(server, channel, "unknown target peer");
         return;
     }
-    if (!vrs__json_object_get(event, "data", &x)) x = vrs__slice("null", 4);
     vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
     VRS__JW_LITERAL(&e, "{\"type\":\"custom\",\"from\":\"");
     vrs__jw_raw(&e, channel->peer_id, 36);
@@ -3797,6 +3876,7 @@ static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_pee
                                       size_t length, void *user_data) {
     vrs__channel *channel = vrs__channel_lookup(server, peer);
     vrs__json_slice d = vrs__slice(data, length), event, type;
+    vrs__relay_event e;
     (void)room;
     (void)user_data;
     if (!channel) return;
@@ -3815,12 +3895,16 @@ static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_pee
         vrs__relay_error(server, channel, "the event is not a JSON object");
         return;
     }
-    if (!vrs__json_object_get(event, "type", &type) || vrs__json_kind_of(type) != VRS__JSON_STRING) {
+    vrs__relay_read_event(event, &e);
+    type = e.type;
+    if (!e.has_type || vrs__json_kind_of(type) != VRS__JSON_STRING) {
         vrs__relay_error(server, channel, "the event has no type");
         return;
     }
-    if (vrs__json_string_equals(type, "join")) {
-        vrs__relay_join(server, channel, event);
+    if (vrs__json_string_equals(type, "custom") && channel->relay_joined) {
+        vrs__relay_custom(server, channel, &e); /* the common case first */
+    } else if (vrs__json_string_equals(type, "join")) {
+        vrs__relay_join(server, channel, &e);
     } else if (!vrs__json_string_equals(type, "leave") && !vrs__json_string_equals(type, "updatePeerMetadata") &&
                !vrs__json_string_equals(type, "custom")) {
         vrs__relay_error(server, channel, "unknown event type");
@@ -3831,9 +3915,9 @@ static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_pee
         channel->relay_joined = 0;
         vrs__metadata_clear(server, channel);
     } else if (vrs__json_string_equals(type, "updatePeerMetadata")) {
-        vrs__relay_update_metadata(server, channel, event);
+        vrs__relay_update_metadata(server, channel, &e);
     } else {
-        vrs__relay_custom(server, channel, event);
+        vrs__relay_custom(server, channel, &e);
     }
 }
 
@@ -3893,8 +3977,13 @@ VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *
         vrs__check_data(payload, length) != VRS_OK)
         return VRS_ERROR_INVALID_ARGUMENT; /* the event name goes into a text frame: UTF-8 only */
     {
+        char event_json[512];
+        vrs__json_writer e;
         vrs__piece body = vrs__text_piece(payload, length);
-        return vrs__channel_push(server, channel, event, &body, 1);
+        vrs__jw_init(&e, event_json, sizeof event_json);
+        vrs__jw_cstring(&e, event);
+        if (e.overflowed) return VRS_ERROR_TOO_LARGE;
+        return vrs__channel_push(server, channel, vrs__text_piece(e.buffer, e.length), &body, 1);
     }
 }
 
@@ -3941,13 +4030,16 @@ VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room) {
     while (r->in_use && r->first_peer != VRS__NONE) {
         vrs__channel *channel = &server->channels[r->first_peer];
         vrs__conn *conn = &server->conns[channel->conn];
-        char topic[1600], join_ref[VRS__REF_MAX];
-        size_t topic_length = vrs__channel_topic(server, channel, topic, sizeof topic);
+        char topic[sizeof server->topic_json], join_ref[VRS__REF_MAX];
+        vrs__piece topic_piece = vrs__channel_topic(server, channel);
         size_t join_ref_length = channel->join_ref_length;
+        /* copies: the room and its channel are gone, and callbacks may push elsewhere, before
+           the phx_error is written */
+        VRS_MEMCPY(topic, topic_piece.bytes, topic_piece.length);
         VRS_MEMCPY(join_ref, channel->join_ref, join_ref_length);
         vrs__channel_remove(server, channel); /* the last one destroys the room */
-        vrs__channel_end_message(server, conn, join_ref, join_ref_length, topic, topic_length, "phx_error",
-                                 "{\"reason\":\"room closed\"}");
+        vrs__channel_end_message(server, conn, join_ref, join_ref_length, vrs__text_piece(topic, topic_piece.length),
+                                 VRS__LITERAL_PIECE("\"phx_error\""), "{\"reason\":\"room closed\"}");
         if (!server->rooms[index].in_use) break;
     }
     return VRS_OK;

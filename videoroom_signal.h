@@ -990,15 +990,40 @@ static uint64_t vrs__word_has_below(uint64_t word, unsigned char limit) {
     return (word - VRS__BYTES_ONES * limit) & ~word & VRS__BYTES_HIGHS;
 }
 
+/* The index of the lowest byte flagged in a mask of the tests above. The lowest flag is always
+   exact (a borrow only runs upward, from a byte that is itself flagged). Bytes are loaded in
+   memory order, which is numeric order on a little-endian machine. */
+static int vrs__lowest_flagged_byte(uint64_t mask) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(mask) >> 3;
+#else
+    int i = 0;
+    while (!(mask & 0x80u)) {
+        mask >>= 8;
+        i++;
+    }
+    return i;
+#endif
+}
+
+static int vrs__is_little_endian(void) {
+    const uint16_t probe = 1;
+    return *(const unsigned char *)&probe == 1;
+}
+
 /* The first byte at or after `at` inside a JSON string that is not plain ASCII text: a quote, a
    backslash, a control character or a byte of a multi-byte character. */
 static const char *vrs__json_plain_run(const char *at, const char *end) {
+    int little_endian = vrs__is_little_endian();
     while (end - at >= 8) {
-        uint64_t word;
+        uint64_t word, flags;
         VRS_MEMCPY(&word, at, 8);
-        if (vrs__word_has_byte(word, '"') | vrs__word_has_byte(word, '\\') | vrs__word_has_below(word, 0x20) |
-            (word & VRS__BYTES_HIGHS))
+        flags = vrs__word_has_byte(word, '"') | vrs__word_has_byte(word, '\\') | vrs__word_has_below(word, 0x20) |
+                (word & VRS__BYTES_HIGHS);
+        if (flags) {
+            if (little_endian) return at + vrs__lowest_flagged_byte(flags);
             break;
+        }
         at += 8;
     }
     while (at < end) {
@@ -1006,6 +1031,23 @@ static const char *vrs__json_plain_run(const char *at, const char *end) {
         if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
         at++;
     }
+    return at;
+}
+
+/* The next quote or backslash: all that matters when crossing a string already validated. */
+static const char *vrs__json_next_quote_or_backslash(const char *at, const char *end) {
+    int little_endian = vrs__is_little_endian();
+    while (end - at >= 8) {
+        uint64_t word, flags;
+        VRS_MEMCPY(&word, at, 8);
+        flags = vrs__word_has_byte(word, '"') | vrs__word_has_byte(word, '\\');
+        if (flags) {
+            if (little_endian) return at + vrs__lowest_flagged_byte(flags);
+            break;
+        }
+        at += 8;
+    }
+    while (at < end && *at != '"' && *at != '\\') at++;
     return at;
 }
 
@@ -1083,11 +1125,13 @@ static const char *vrs__json_scan_scalar(const char *at, const char *end) {
 }
 
 /* An object member's `"key" :`, leading whitespace included. */
-static const char *vrs__json_scan_key(const char *at, const char *end) {
+/* A key and its colon; *key_end is set to the end of the key's string. */
+static const char *vrs__json_scan_key(const char *at, const char *end, const char **key_end) {
     at = vrs__json_skip_whitespace(at, end);
     if (at >= end || *at != '"') return NULL;
     at = vrs__json_scan_string(at, end);
     if (!at) return NULL;
+    *key_end = at;
     at = vrs__json_skip_whitespace(at, end);
     if (at >= end || *at != ':') return NULL;
     return at + 1;
@@ -1095,11 +1139,22 @@ static const char *vrs__json_scan_key(const char *at, const char *end) {
 
 /* 1 if text is exactly one RFC 8259 value (with optional whitespace around it) nested at most
    max_depth arrays/objects deep; max_depth is clamped to VRS__JSON_MAX_DEPTH. */
-static int vrs__json_validate(const char *text, size_t length, int max_depth) {
+/* One direct child of the top-level array or object, as validation found it: its key (quotes
+   included; empty in an array) and its value. */
+typedef struct vrs__json_member {
+    vrs__json_slice key, value;
+} vrs__json_member;
+
+/* vrs__json_validate, also recording the top-level container's direct children in `members`
+   (up to `capacity`; *count says how many there were in all), so that a caller needs no second
+   walk to find them. */
+static int vrs__json_validate_members(const char *text, size_t length, int max_depth, vrs__json_member *members,
+                                      int capacity, int *count) {
     /* Bit n set: the container at depth n is an object, so it expects "}" and keys. */
     uint8_t object_levels[VRS__JSON_MAX_DEPTH / 8] = {0};
-    const char *at = text, *end;
-    int depth = 0;
+    const char *at = text, *end, *key_start = NULL, *key_end = NULL, *nested_key_end = NULL, *value_start = NULL;
+    int depth = 0, found = 0;
+    if (count) *count = 0;
     if (!text) return 0;
     end = text + length;
     if (max_depth > VRS__JSON_MAX_DEPTH) max_depth = VRS__JSON_MAX_DEPTH;
@@ -1107,6 +1162,7 @@ static int vrs__json_validate(const char *text, size_t length, int max_depth) {
         /* A value is expected here. */
         at = vrs__json_skip_whitespace(at, end);
         if (at >= end) return 0;
+        if (depth == 1) value_start = at;
         if (*at == '[' || *at == '{') {
             int is_object = *at == '{';
             uint8_t bit = (uint8_t)(1u << (depth & 7));
@@ -1119,7 +1175,10 @@ static int vrs__json_validate(const char *text, size_t length, int max_depth) {
                 at++;
                 depth--;
             } else {
-                if (is_object && !(at = vrs__json_scan_key(at, end))) return 0;
+                if (is_object) {
+                    if (depth == 1) key_start = at;
+                    if (!(at = vrs__json_scan_key(at, end, depth == 1 ? &key_end : &nested_key_end))) return 0;
+                }
                 continue;
             }
         } else if (!(at = vrs__json_scan_scalar(at, end))) {
@@ -1128,13 +1187,29 @@ static int vrs__json_validate(const char *text, size_t length, int max_depth) {
         /* A value ended: close containers until one continues with a comma. */
         for (;;) {
             int is_object;
+            if (depth == 1 && value_start) { /* a direct child of the top level just ended */
+                if (members && found < capacity) {
+                    members[found].key.start = key_start;
+                    members[found].key.length = key_start ? (size_t)(key_end - key_start) : 0;
+                    members[found].value.start = value_start;
+                    members[found].value.length = (size_t)(at - value_start);
+                }
+                found++;
+                value_start = NULL;
+            }
             at = vrs__json_skip_whitespace(at, end);
-            if (depth == 0) return at == end;
+            if (depth == 0) {
+                if (count) *count = found;
+                return at == end;
+            }
             if (at >= end) return 0;
             is_object = (object_levels[(depth - 1) >> 3] >> ((depth - 1) & 7)) & 1;
             if (*at == ',') {
                 at++;
-                if (is_object && !(at = vrs__json_scan_key(at, end))) return 0;
+                if (is_object) {
+                    if (depth == 1) key_start = vrs__json_skip_whitespace(at, end);
+                    if (!(at = vrs__json_scan_key(at, end, depth == 1 ? &key_end : &nested_key_end))) return 0;
+                }
                 break;
             }
             if (*at != (is_object ? '}' : ']')) return 0;
@@ -1142,6 +1217,10 @@ static int vrs__json_validate(const char *text, size_t length, int max_depth) {
             depth--;
         }
     }
+}
+
+static int vrs__json_validate(const char *text, size_t length, int max_depth) {
+    return vrs__json_validate_members(text, length, max_depth, NULL, 0, NULL);
 }
 
 /* ---- Walking validated values ---- */
@@ -1165,7 +1244,8 @@ static vrs__json_kind vrs__json_kind_of(vrs__json_slice value) {
 
 /* The end of the string token whose opening quote is at `at`, trusting its escapes. */
 static const char *vrs__json_skip_string(const char *at, const char *end) {
-    for (at = vrs__json_plain_run(at + 1, end); at < end; at = vrs__json_plain_run(at + 1, end)) {
+    for (at = vrs__json_next_quote_or_backslash(at + 1, end); at < end;
+         at = vrs__json_next_quote_or_backslash(at + 1, end)) {
         if (*at == '\\') {
             if (++at >= end) return NULL;
         } else if (*at == '"') {
@@ -1226,7 +1306,12 @@ static int vrs__json_enter(vrs__json_slice container, vrs__json_cursor *cursor) 
     return 1;
 }
 
-/* The next array element's exact text; 0 at the end (or on garbage, which ends the walk). */
+/* The next array element's exact text; 0 at the end (or on garbage, which ends the walk).
+   The cursor's array half. The server itself takes arrays' elements from validation
+   (vrs__json_validate_members); its tests and fuzzers walk arrays with this. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))
+#endif
 static int vrs__json_next_element(vrs__json_cursor *cursor, vrs__json_slice *element) {
     const char *start = vrs__json_skip_whitespace(cursor->at, cursor->end);
     const char *after = vrs__json_skip_value(start, cursor->end);
@@ -1383,9 +1468,13 @@ static long vrs__json_string_decode(vrs__json_slice string_token, char *out, siz
     int count;
     if (!vrs__json_string_content(string_token, &at, &end)) return -1;
     for (;;) {
-        const char *run = vrs__json_plain_run(at, end);
-        size_t n = (size_t)(run - at);
-        if (n) { /* plain runs are copied whole */
+        /* everything up to the next backslash is copied whole: escapes are all that decoding
+           changes (a string token's content holds no quote) */
+        const char *run = (const char *)memchr(at, '\\', (size_t)(end - at));
+        size_t n;
+        if (!run) run = end;
+        n = (size_t)(run - at);
+        if (n) {
             if (n > capacity - length) return -1;
             memcpy(out + length, at, n);
             length += n;
@@ -3154,6 +3243,13 @@ typedef struct vrs__message {
     char encoded[3][1536];     /* JSON text of a binary frame's join_ref, ref and topic */
 } vrs__message;
 
+static vrs__json_slice vrs__slice(const char *text, size_t length) {
+    vrs__json_slice s;
+    s.start = text;
+    s.length = length;
+    return s;
+}
+
 static int vrs__json_is_null(vrs__json_slice value) {
     return value.length == 4 && memcmp(value.start, "null", 4) == 0;
 }
@@ -3173,20 +3269,16 @@ static int vrs__decode_names(vrs__message *m, vrs__json_slice topic, vrs__json_s
 
 /* V2 text: [join_ref, ref, topic, event, payload, ...ignored] */
 static int vrs__decode_v2(const char *text, size_t length, vrs__message *m) {
-    vrs__json_slice whole, items[5];
-    vrs__json_cursor cursor;
-    int count = 0;
-    whole.start = text;
-    whole.length = length;
-    if (!vrs__json_validate(text, length, VRS__MAX_JSON_DEPTH) || vrs__json_kind_of(whole) != VRS__JSON_ARRAY)
+    vrs__json_member items[5];
+    int count;
+    if (!vrs__json_validate_members(text, length, VRS__MAX_JSON_DEPTH, items, 5, &count) ||
+        vrs__json_kind_of(vrs__slice(text, length)) != VRS__JSON_ARRAY)
         return 0;
-    vrs__json_enter(whole, &cursor);
-    while (count < 5 && vrs__json_next_element(&cursor, &items[count])) count++;
-    if (count < 5 || !vrs__is_scalar_ref(items[0]) || !vrs__is_scalar_ref(items[1])) return 0;
-    m->join_ref = items[0];
-    m->ref = items[1];
-    m->payload = items[4];
-    return vrs__decode_names(m, items[2], items[3]);
+    if (count < 5 || !vrs__is_scalar_ref(items[0].value) || !vrs__is_scalar_ref(items[1].value)) return 0;
+    m->join_ref = items[0].value;
+    m->ref = items[1].value;
+    m->payload = items[4].value;
+    return vrs__decode_names(m, items[2].value, items[3].value);
 }
 
 /* V1 text: {"topic":..,"event":..,"payload":..,"ref":..,"join_ref":.. (optional)} */
@@ -3327,12 +3419,6 @@ static void vrs__reply_error(vrs_server *server, vrs__conn *conn, vrs__json_slic
     vrs__reply(server, conn, join_ref, m, 0, w.buffer, w.length);
 }
 
-static vrs__json_slice vrs__slice(const char *text, size_t length) {
-    vrs__json_slice s;
-    s.start = text;
-    s.length = length;
-    return s;
-}
 
 /* The channel's topic as JSON text, "room:<id>". The last room's is kept: a fan-out pushes
    to every peer of one room in a row. */
@@ -3745,23 +3831,32 @@ typedef struct vrs__relay_event {
     int has_type, has_to, has_data;
 } vrs__relay_event;
 
-static void vrs__relay_read_event(vrs__json_slice event, vrs__relay_event *e) {
+static void vrs__relay_note_member(vrs__relay_event *e, vrs__json_slice key, vrs__json_slice value) {
+    if (vrs__json_string_equals(key, "type")) {
+        e->type = value;
+        e->has_type = 1;
+    } else if (vrs__json_string_equals(key, "to")) {
+        e->to = value;
+        e->has_to = 1;
+    } else if (vrs__json_string_equals(key, "data")) {
+        e->data = value;
+        e->has_data = 1;
+    }
+}
+
+/* From the members validation recorded (count >= 0) when they all fit, else by walking E. */
+static void vrs__relay_read_event(vrs__json_slice event, const vrs__json_member *members, int count,
+                                  int capacity, vrs__relay_event *e) {
     vrs__json_cursor cursor;
     vrs__json_slice key, value;
+    int i;
     VRS_MEMSET(e, 0, sizeof *e);
-    if (!vrs__json_enter(event, &cursor)) return;
-    while (vrs__json_next_member(&cursor, &key, &value)) {
-        if (vrs__json_string_equals(key, "type")) {
-            e->type = value;
-            e->has_type = 1;
-        } else if (vrs__json_string_equals(key, "to")) {
-            e->to = value;
-            e->has_to = 1;
-        } else if (vrs__json_string_equals(key, "data")) {
-            e->data = value;
-            e->has_data = 1;
-        }
+    if (count >= 0 && count <= capacity) {
+        for (i = 0; i < count; i++) vrs__relay_note_member(e, members[i].key, members[i].value);
+        return;
     }
+    if (!vrs__json_enter(event, &cursor)) return;
+    while (vrs__json_next_member(&cursor, &key, &value)) vrs__relay_note_member(e, key, value);
 }
 
 /* M from E.data.metadata (null when absent), checked against the size limit. */
@@ -3877,25 +3972,29 @@ static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_pee
     vrs__channel *channel = vrs__channel_lookup(server, peer);
     vrs__json_slice d = vrs__slice(data, length), event, type;
     vrs__relay_event e;
+    vrs__json_member members[8];
+    int member_count = 0;
     (void)room;
     (void)user_data;
     if (!channel) return;
     if (vrs__json_kind_of(d) == VRS__JSON_STRING) {
         /* as the Membrane client sends it: a JSON string holding the serialized event */
         long decoded = vrs__json_string_decode(d, server->relay_decoded, server->relay_decoded_size);
-        if (decoded < 0 || !vrs__json_validate(server->relay_decoded, (size_t)decoded, VRS__MAX_JSON_DEPTH)) {
+        if (decoded < 0 || !vrs__json_validate_members(server->relay_decoded, (size_t)decoded, VRS__MAX_JSON_DEPTH,
+                                                       members, 8, &member_count)) {
             vrs__relay_error(server, channel, "data is not a serialized JSON event");
             return;
         }
         event = vrs__slice(server->relay_decoded, (size_t)decoded);
     } else {
         event = d;
+        member_count = -1; /* D itself is E, validated with the message: walk it */
     }
     if (vrs__json_kind_of(event) != VRS__JSON_OBJECT) {
         vrs__relay_error(server, channel, "the event is not a JSON object");
         return;
     }
-    vrs__relay_read_event(event, &e);
+    vrs__relay_read_event(event, members, member_count, 8, &e);
     type = e.type;
     if (!e.has_type || vrs__json_kind_of(type) != VRS__JSON_STRING) {
         vrs__relay_error(server, channel, "the event has no type");

@@ -1538,9 +1538,9 @@ static void vrs__jw_raw(vrs__json_writer *w, const char *bytes, size_t length) {
 
 /* Writes utf8 (the caller's valid UTF-8) as a quoted JSON string. U+2028 and U+2029 are escaped
    too: JSON allows them raw, but older JavaScript string literals do not. */
-static void vrs__jw_string(vrs__json_writer *w, const char *utf8, size_t length) {
+/* The content of a JSON string (no quotes): what vrs__jw_string writes between its quotes. */
+static void vrs__jw_string_content(vrs__json_writer *w, const char *utf8, size_t length) {
     size_t i, plain_from = 0;
-    VRS__JW_LITERAL(w, "\"");
     for (i = 0; i < length; i++) {
         unsigned char c;
         char escape[6];
@@ -1577,6 +1577,11 @@ static void vrs__jw_string(vrs__json_writer *w, const char *utf8, size_t length)
         plain_from = i + 1;
     }
     vrs__jw_raw(w, utf8 + plain_from, length - plain_from);
+}
+
+static void vrs__jw_string(vrs__json_writer *w, const char *utf8, size_t length) {
+    VRS__JW_LITERAL(w, "\"");
+    vrs__jw_string_content(w, utf8, length);
     VRS__JW_LITERAL(w, "\"");
 }
 
@@ -3768,13 +3773,52 @@ static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vr
    The relay room logic (shared/RELAY.md in the project)
    ------------------------------------------------------------------------------------------- */
 
-/* Sends E (compact JSON text) to one channel as D = a JSON string holding it. */
+/* The relay writes each event's D (a JSON string holding E) once, into relay_outer after room
+   for the rest of a V2 push: `,null,TOPIC,"mediaEvent",{"data":` before D and `}]` after it.
+   Every V2 peer it goes to then gets "[", its join_ref, and that one run of bytes. */
+#define VRS__PUSH_HEAD_ROOM 1664 /* the topic is at most sizeof topic_json */
+
+static void vrs__relay_begin_d(vrs_server *server, vrs__json_writer *d) {
+    vrs__jw_init(d, server->relay_outer + VRS__PUSH_HEAD_ROOM, server->relay_outer_size - VRS__PUSH_HEAD_ROOM - 2);
+}
+
+/* Sends D to one channel; `v2_push` keeps the V2 run around D once built (start it empty). */
+static void vrs__relay_deliver(vrs_server *server, vrs__channel *channel, const vrs__json_writer *d,
+                               vrs__piece *v2_push) {
+    vrs__conn *conn = &server->conns[channel->conn];
+    vrs__piece pieces[3];
+    if (d->overflowed) return;
+    if (conn->vsn != 2) {
+        vrs__push_media_event(server, channel, d->buffer, d->length);
+        return;
+    }
+    if (!v2_push->bytes) {
+        vrs__piece topic = vrs__channel_topic(server, channel);
+        static const char head[] = ",null,", event[] = ",\"mediaEvent\",{\"data\":";
+        size_t head_length = sizeof head - 1 + topic.length + sizeof event - 1;
+        char *start = d->buffer - head_length;
+        VRS_MEMCPY(start, head, sizeof head - 1);
+        VRS_MEMCPY(start + sizeof head - 1, topic.bytes, topic.length);
+        VRS_MEMCPY(start + sizeof head - 1 + topic.length, event, sizeof event - 1);
+        VRS_MEMCPY(d->buffer + d->length, "}]", 2);
+        v2_push->bytes = start;
+        v2_push->length = head_length + d->length + 2;
+    }
+    pieces[0] = VRS__LITERAL_PIECE("[");
+    pieces[1] = vrs__text_piece(channel->push_ref, channel->push_ref_length);
+    pieces[2] = *v2_push;
+    vrs__queue_pieces(server, conn, VRS__OP_TEXT, pieces, 3);
+}
+
 static void vrs__relay_send_encoded(vrs_server *server, vrs__channel *channel, const vrs__json_writer *d) {
-    if (!d->overflowed) vrs__push_media_event(server, channel, d->buffer, d->length);
+    vrs__piece v2_push;
+    v2_push.bytes = NULL;
+    v2_push.length = 0;
+    vrs__relay_deliver(server, channel, d, &v2_push);
 }
 
 static void vrs__relay_encode(vrs_server *server, const vrs__json_writer *e, vrs__json_writer *d) {
-    vrs__jw_init(d, server->relay_outer, server->relay_outer_size);
+    vrs__relay_begin_d(server, d);
     if (e->overflowed) {
         d->overflowed = 1;
         return;
@@ -3792,16 +3836,24 @@ static void vrs__relay_error(vrs_server *server, vrs__channel *channel, const ch
     vrs__relay_send_encoded(server, channel, &d);
 }
 
-/* Sends E to every relay-joined peer of the room except `except` (or to `only` alone). */
-static void vrs__relay_fan_out(vrs_server *server, vrs__channel *except, const vrs__json_writer *e) {
-    vrs__json_writer d;
+/* Sends D to every relay-joined peer of the room except `except`. */
+static void vrs__relay_fan_out_encoded(vrs_server *server, vrs__channel *except, const vrs__json_writer *d) {
+    vrs__piece v2_push;
     uint32_t index;
-    vrs__relay_encode(server, e, &d);
+    v2_push.bytes = NULL;
+    v2_push.length = 0;
     for (index = server->rooms[except->room].first_peer; index != VRS__NONE;) {
         vrs__channel *peer = &server->channels[index];
         index = peer->next_in_room; /* read first: a send can end a slow client, not this list */
-        if (peer != except && peer->relay_joined) vrs__relay_send_encoded(server, peer, &d);
+        if (peer != except && peer->relay_joined) vrs__relay_deliver(server, peer, d, &v2_push);
     }
+}
+
+/* Sends E to every relay-joined peer of the room except `except`. */
+static void vrs__relay_fan_out(vrs_server *server, vrs__channel *except, const vrs__json_writer *e) {
+    vrs__json_writer d;
+    vrs__relay_encode(server, e, &d);
+    vrs__relay_fan_out_encoded(server, except, &d);
 }
 
 static void vrs__relay_peer_left_event(vrs_server *server, vrs__channel *channel) {
@@ -3946,25 +3998,21 @@ static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel
 
 static void vrs__relay_custom(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event) {
     vrs__json_slice x = event->has_data ? event->data : vrs__slice("null", 4);
-    vrs__json_writer e;
+    vrs__json_writer d;
     vrs__channel *target = NULL;
     if (event->has_to && !(target = vrs__relay_find_target(server, channel, event->to))) {
         vrs__relay_error(server, channel, "unknown target peer");
         return;
     }
-    vrs__jw_init(&e, server->relay_inner, server->relay_inner_size);
-    VRS__JW_LITERAL(&e, "{\"type\":\"custom\",\"from\":\"");
-    vrs__jw_raw(&e, channel->peer_id, 36);
-    VRS__JW_LITERAL(&e, "\",\"data\":");
-    vrs__jw_raw(&e, x.start, x.length);
-    VRS__JW_LITERAL(&e, "}");
-    if (target) {
-        vrs__json_writer d;
-        vrs__relay_encode(server, &e, &d);
-        vrs__relay_send_encoded(server, target, &d);
-    } else {
-        vrs__relay_fan_out(server, channel, &e);
-    }
+    /* the most frequent event: D is written straight, E's fixed parts already escaped */
+    vrs__relay_begin_d(server, &d);
+    VRS__JW_LITERAL(&d, "\"{\\\"type\\\":\\\"custom\\\",\\\"from\\\":\\\"");
+    vrs__jw_raw(&d, channel->peer_id, 36);
+    VRS__JW_LITERAL(&d, "\\\",\\\"data\\\":");
+    vrs__jw_string_content(&d, x.start, x.length);
+    VRS__JW_LITERAL(&d, "}\"");
+    if (target) vrs__relay_send_encoded(server, target, &d);
+    else vrs__relay_fan_out_encoded(server, channel, &d);
 }
 
 static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_peer peer, const char *data,
@@ -4324,7 +4372,7 @@ static vrs__layout vrs__plan(const vrs_desc *d) {
         size_t listing = (size_t)d->max_peers_per_room * ((size_t)d->max_metadata_size + 80) + 256;
         l.relay_decoded_size = (size_t)d->max_message_size;
         l.relay_inner_size = (size_t)d->max_message_size + 256 > listing ? (size_t)d->max_message_size + 256 : listing;
-        l.relay_outer_size = 2 * l.relay_inner_size + 16;
+        l.relay_outer_size = 2 * l.relay_inner_size + 16 + VRS__PUSH_HEAD_ROOM + 2;
     }
     l.channels = at;
     at = vrs__align(at + (size_t)d->max_channels * sizeof(vrs__channel), 64);

@@ -2296,7 +2296,7 @@ static int vrs__evict_largest_queue(vrs_server *server, const vrs__conn *conn) {
             largest = other;
     }
     if (!largest || largest->outbound.length <= conn->outbound.length) return 0;
-    vrs__log(server, VRS_LOG_SLOW_CONSUMER, largest->remote_address);
+    if (largest->state == VRS__OPEN) vrs__log(server, VRS_LOG_SLOW_CONSUMER, largest->remote_address);
     /* its queue may end inside a frame, so no close frame can follow: the socket is dropped */
     vrs__chain_clear(&server->pool, &largest->outbound);
     vrs__kill(server, largest, VRS__CLOSE_TRY_AGAIN_LATER);
@@ -2315,7 +2315,7 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
     int i;
     for (i = 0; i < count; i++) length += pieces[i].length;
     header_length = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
-    if (conn->state != VRS__OPEN) return VRS_ERROR_NOT_OPEN;
+    if (conn->state != VRS__OPEN || conn->dead) return VRS_ERROR_NOT_OPEN; /* a dropped client queues nothing more */
     if (header_length + length > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
     while (vrs__outbound_space(server, conn, header_length + length, 0) == VRS__SPACE_POOL_EMPTY &&
            vrs__evict_largest_queue(server, conn)) {
@@ -2328,6 +2328,13 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
         vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
         return VRS_ERROR_SLOW_CONSUMER;
     case VRS__SPACE_POOL_EMPTY:
+        /* no other queue is larger than this one: this client is the one not reading */
+        if (conn->outbound.length > 0) {
+            vrs__log(server, VRS_LOG_SLOW_CONSUMER, conn->remote_address);
+            vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
+            vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+            return VRS_ERROR_SLOW_CONSUMER;
+        }
         vrs__log(server, VRS_LOG_POOL_EXHAUSTED, conn->remote_address);
         vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
         vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);

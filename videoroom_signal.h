@@ -2117,17 +2117,17 @@ struct vrs_server {
     char *room_ids;                  /* max_rooms * (max_room_id_size + 1) */
     char *relay_inner, *relay_outer, *relay_decoded;
     size_t relay_inner_size, relay_outer_size, relay_decoded_size;
+    size_t topic_json_length;
+    size_t random_fill, random_used;
+    uint32_t topic_key;              /* the room (slot + 1 and generation) topic_json is for */
+    int random_fd;
+    char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
+    uint8_t random_pool[512];
 #ifdef VRS_USE_EPOLL
     int epoll_fd;
     int listener_watched;            /* the listener is in the epoll set (not paused) */
     struct epoll_event ready[256];
 #endif
-    uint32_t topic_key;              /* the room (slot + 1 and generation) topic_json is for */
-    size_t topic_json_length;
-    char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
-    int random_fd;
-    size_t random_fill, random_used;
-    uint8_t random_pool[512];
 };
 
 static void vrs__phoenix_message(vrs_server *server, vrs__conn *conn, int opcode, const uint8_t *data,
@@ -3908,9 +3908,9 @@ static void vrs__relay_read_event(vrs__json_slice event, const vrs__json_member 
                                   int capacity, vrs__relay_event *e) {
     vrs__json_cursor cursor;
     vrs__json_slice key, value;
-    int i;
     VRS_MEMSET(e, 0, sizeof *e);
     if (count >= 0 && count <= capacity) {
+        int i;
         for (i = 0; i < count; i++) vrs__relay_note_member(e, members[i].key, members[i].value);
         return;
     }

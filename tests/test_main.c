@@ -11,5 +11,6 @@
 #include "test_json.c"
 #include "test_phoenix.c"
 #include "test_faults.c"
+#include "test_fuzz_regressions.c"
 
 int main(int argc, char **argv) { return vrs_test_main(argc, argv); }

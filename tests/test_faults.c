@@ -1355,13 +1355,14 @@ static void ft_out_of_file_descriptors(int use_poll_api) {
     pending[PENDING] = NULL;
     CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1);
 
-    /* no descriptor left: the limit just above the highest one, every hole below filled */
+    /* no descriptor left: every hole below the limit filled. The limit leaves room for at
+       least one filler, which is handed back below for one more client's socket. */
     lowered = saved;
-    lowered.rlim_cur = (rlim_t)ft_highest_fd(saved.rlim_cur) + 1;
+    lowered.rlim_cur = (rlim_t)ft_highest_fd(saved.rlim_cur) + 2;
     REQUIRE(setrlimit(RLIMIT_NOFILE, &lowered) == 0);
     while (filler_count < MAX_FILLERS && (fd = dup(early->fd)) >= 0) fillers[filler_count++] = fd;
     filled_errno = errno;
-    if (filled_errno != EMFILE) {
+    if (filled_errno != EMFILE || filler_count == 0) {
         while (filler_count > 0) close(fillers[--filler_count]);
         setrlimit(RLIMIT_NOFILE, &saved);
         VRS_TEST_FAIL("could not use up the descriptors (%s)", strerror(filled_errno));

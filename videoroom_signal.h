@@ -1113,10 +1113,48 @@ static const char *vrs__json_scan_word(const char *at, const char *end, const ch
     return at + length;
 }
 
+/* ---- Escaped mode: JSON text E read where it stands inside a JSON string D ----
+
+   A relay event arrives as D, a string holding E's serialization. Reading E in place, without
+   decoding D, spares a copy of E and lets E's parts be passed on as D already escapes them.
+   In D, E's quote is `\"`, E's backslash `\\`, and E's whitespace may be `\n`, `\r` or `\t`; E's
+   other bytes stand as they are. Any other escape of D (`\/`, `\b`, `\f`, `\uXXXX`) stops the
+   scan: the caller then decodes D and reads E the ordinary way. D's content must have passed
+   validation as a string's already: it holds no raw quote or control byte and valid UTF-8. */
+
+static const char *vrs__json_skip_whitespace_escaped(const char *at, const char *end) {
+    for (;;) {
+        if (at < end && *at == ' ') at++;
+        else if (end - at >= 2 && at[0] == '\\' && (at[1] == 'n' || at[1] == 'r' || at[1] == 't')) at += 2;
+        else return at;
+    }
+}
+
+static int vrs__json_is_quote_escaped(const char *at, const char *end) {
+    return end - at >= 2 && at[0] == '\\' && at[1] == '"';
+}
+
+/* E's string whose opening `\"` is at `at`: plain bytes, and E's escapes as D writes them. */
+static const char *vrs__json_scan_string_escaped(const char *at, const char *end) {
+    at += 2;
+    while (at < end && (at = (const char *)memchr(at, '\\', (size_t)(end - at))) != NULL) {
+        if (end - at < 2) return NULL;
+        if (at[1] == '"') return at + 2; /* E's closing quote */
+        if (at[1] != '\\') return NULL;  /* a raw control byte in E's string, or \/ or \u of D */
+        at += 2;                         /* E's backslash; E's escape letter follows, as D writes it */
+        if (end - at >= 2 && at[0] == '\\' && (at[1] == '"' || at[1] == '\\')) at += 2;
+        else if (at < end && (*at == '/' || *at == 'b' || *at == 'f' || *at == 'n' || *at == 'r' || *at == 't')) at++;
+        else if (end - at >= 5 && *at == 'u' && vrs__json_hex4(at + 1) >= 0) at += 5;
+        else return NULL;
+    }
+    return NULL;
+}
+
 /* Any value but an array or object; at < end. */
-static const char *vrs__json_scan_scalar(const char *at, const char *end) {
+static const char *vrs__json_scan_scalar(const char *at, const char *end, int escaped) {
     switch (*at) {
-    case '"': return vrs__json_scan_string(at, end);
+    case '"': return escaped ? NULL : vrs__json_scan_string(at, end);
+    case '\\': return escaped && vrs__json_is_quote_escaped(at, end) ? vrs__json_scan_string_escaped(at, end) : NULL;
     case 't': return vrs__json_scan_word(at, end, "true");
     case 'f': return vrs__json_scan_word(at, end, "false");
     case 'n': return vrs__json_scan_word(at, end, "null");
@@ -1124,45 +1162,75 @@ static const char *vrs__json_scan_scalar(const char *at, const char *end) {
     }
 }
 
-/* An object member's `"key" :`, leading whitespace included. */
-/* A key and its colon; *key_end is set to the end of the key's string. */
-static const char *vrs__json_scan_key(const char *at, const char *end, const char **key_end) {
-    at = vrs__json_skip_whitespace(at, end);
-    if (at >= end || *at != '"') return NULL;
-    at = vrs__json_scan_string(at, end);
+static const char *vrs__json_skip_space(const char *at, const char *end, int escaped) {
+    return escaped ? vrs__json_skip_whitespace_escaped(at, end) : vrs__json_skip_whitespace(at, end);
+}
+
+/* A key and its colon, leading whitespace included; *key_end is set to the end of the key. */
+static const char *vrs__json_scan_key(const char *at, const char *end, const char **key_end, int escaped) {
+    at = vrs__json_skip_space(at, end, escaped);
+    if (escaped ? !vrs__json_is_quote_escaped(at, end) : at >= end || *at != '"') return NULL;
+    at = escaped ? vrs__json_scan_string_escaped(at, end) : vrs__json_scan_string(at, end);
     if (!at) return NULL;
     *key_end = at;
-    at = vrs__json_skip_whitespace(at, end);
+    at = vrs__json_skip_space(at, end, escaped);
     if (at >= end || *at != ':') return NULL;
     return at + 1;
 }
 
-/* 1 if text is exactly one RFC 8259 value (with optional whitespace around it) nested at most
-   max_depth arrays/objects deep; max_depth is clamped to VRS__JSON_MAX_DEPTH. */
-/* One direct child of the top-level array or object, as validation found it: its key (quotes
-   included; empty in an array) and its value. */
+/* One direct child of a container, as validation found it: its key (quotes included; empty in
+   an array) and its value. */
 typedef struct vrs__json_member {
     vrs__json_slice key, value;
 } vrs__json_member;
 
-/* vrs__json_validate, also recording the top-level container's direct children in `members`
-   (up to `capacity`; *count says how many there were in all), so that a caller needs no second
-   walk to find them. */
-static int vrs__json_validate_members(const char *text, size_t length, int max_depth, vrs__json_member *members,
-                                      int capacity, int *count) {
+/* What a validation records besides its verdict, so that callers need no second walk: the
+   top-level container's children, and those of one of them (the payload of a V2 message). Each
+   list holds up to its capacity; its count says how many there were in all. */
+typedef struct vrs__json_record {
+    vrs__json_member *members;
+    int capacity, count;
+    int nested_parent; /* the index of the child whose own children go to `nested`; -1: none */
+    vrs__json_member *nested;
+    int nested_capacity, nested_count;
+} vrs__json_record;
+
+static void vrs__json_record_member(vrs__json_member *list, int capacity, int *count, const char *key_start,
+                                    const char *key_end, const char *value_start, const char *value_end) {
+    if (*count < capacity) {
+        list[*count].key.start = key_start;
+        list[*count].key.length = key_start ? (size_t)(key_end - key_start) : 0;
+        list[*count].value.start = value_start;
+        list[*count].value.length = (size_t)(value_end - value_start);
+    }
+    ++*count;
+}
+
+/* 1 if text is exactly one RFC 8259 value (with optional whitespace around it) nested at most
+   max_depth arrays/objects deep (clamped to VRS__JSON_MAX_DEPTH). `escaped`: text is E inside D
+   (above); 0 then also means "read it decoded". `record` may be NULL. */
+static int vrs__json_validate_recording(const char *text, size_t length, int max_depth, int escaped,
+                                        vrs__json_record *record) {
     /* Bit n set: the container at depth n is an object, so it expects "}" and keys. */
     uint8_t object_levels[VRS__JSON_MAX_DEPTH / 8] = {0};
-    const char *at = text, *end, *key_start = NULL, *key_end = NULL, *nested_key_end = NULL, *value_start = NULL;
-    int depth = 0, found = 0;
-    if (count) *count = 0;
+    /* Where the member being read began, at depth 1 and 2 (a slot each); slot 0 is scratch for
+       the depths nothing is recorded at. */
+    const char *key_start[3] = {NULL, NULL, NULL}, *key_end[3] = {NULL, NULL, NULL};
+    const char *value_start[3] = {NULL, NULL, NULL};
+    const char *at = text, *end;
+    int depth = 0, found = 0, nested_found = 0, slot;
+    int nested_parent = record && record->nested ? record->nested_parent : -1;
+    if (record) record->count = record->nested_count = 0;
     if (!text) return 0;
     end = text + length;
     if (max_depth > VRS__JSON_MAX_DEPTH) max_depth = VRS__JSON_MAX_DEPTH;
+#define VRS__RECORDED_SLOT(depth) ((depth) == 1 ? 1 : (depth) == 2 && found == nested_parent ? 2 : 0)
     for (;;) {
         /* A value is expected here. */
-        at = vrs__json_skip_whitespace(at, end);
+        at = vrs__json_skip_space(at, end, escaped);
         if (at >= end) return 0;
-        if (depth == 1) value_start = at;
+        slot = VRS__RECORDED_SLOT(depth);
+        if (slot) value_start[slot] = at;
         if (*at == '[' || *at == '{') {
             int is_object = *at == '{';
             uint8_t bit = (uint8_t)(1u << (depth & 7));
@@ -1170,36 +1238,42 @@ static int vrs__json_validate_members(const char *text, size_t length, int max_d
             if (is_object) object_levels[depth >> 3] = (uint8_t)(object_levels[depth >> 3] | bit);
             else object_levels[depth >> 3] = (uint8_t)(object_levels[depth >> 3] & ~bit);
             depth++;
-            at = vrs__json_skip_whitespace(at + 1, end);
+            at = vrs__json_skip_space(at + 1, end, escaped);
             if (at < end && *at == (is_object ? '}' : ']')) {
                 at++;
                 depth--;
             } else {
                 if (is_object) {
-                    if (depth == 1) key_start = at;
-                    if (!(at = vrs__json_scan_key(at, end, depth == 1 ? &key_end : &nested_key_end))) return 0;
+                    slot = VRS__RECORDED_SLOT(depth);
+                    key_start[slot] = at;
+                    if (!(at = vrs__json_scan_key(at, end, &key_end[slot], escaped))) return 0;
                 }
                 continue;
             }
-        } else if (!(at = vrs__json_scan_scalar(at, end))) {
+        } else if (!(at = vrs__json_scan_scalar(at, end, escaped))) {
             return 0;
         }
         /* A value ended: close containers until one continues with a comma. */
         for (;;) {
             int is_object;
-            if (depth == 1 && value_start) { /* a direct child of the top level just ended */
-                if (members && found < capacity) {
-                    members[found].key.start = key_start;
-                    members[found].key.length = key_start ? (size_t)(key_end - key_start) : 0;
-                    members[found].value.start = value_start;
-                    members[found].value.length = (size_t)(at - value_start);
-                }
-                found++;
-                value_start = NULL;
+            slot = VRS__RECORDED_SLOT(depth);
+            if (slot && value_start[slot]) { /* a recorded member just ended */
+                if (record && slot == 1)
+                    vrs__json_record_member(record->members, record->capacity, &found, key_start[1], key_end[1],
+                                            value_start[1], at);
+                else if (record)
+                    vrs__json_record_member(record->nested, record->nested_capacity, &nested_found, key_start[2],
+                                            key_end[2], value_start[2], at);
+                else
+                    found++;
+                value_start[slot] = NULL;
             }
-            at = vrs__json_skip_whitespace(at, end);
+            at = vrs__json_skip_space(at, end, escaped);
             if (depth == 0) {
-                if (count) *count = found;
+                if (record) {
+                    record->count = found;
+                    record->nested_count = nested_found;
+                }
                 return at == end;
             }
             if (at >= end) return 0;
@@ -1207,8 +1281,9 @@ static int vrs__json_validate_members(const char *text, size_t length, int max_d
             if (*at == ',') {
                 at++;
                 if (is_object) {
-                    if (depth == 1) key_start = vrs__json_skip_whitespace(at, end);
-                    if (!(at = vrs__json_scan_key(at, end, depth == 1 ? &key_end : &nested_key_end))) return 0;
+                    slot = VRS__RECORDED_SLOT(depth);
+                    key_start[slot] = vrs__json_skip_space(at, end, escaped);
+                    if (!(at = vrs__json_scan_key(at, end, &key_end[slot], escaped))) return 0;
                 }
                 break;
             }
@@ -1217,10 +1292,25 @@ static int vrs__json_validate_members(const char *text, size_t length, int max_d
             depth--;
         }
     }
+#undef VRS__RECORDED_SLOT
+}
+
+/* vrs__json_validate, also recording the top-level container's direct children. */
+static int vrs__json_validate_members(const char *text, size_t length, int max_depth, vrs__json_member *members,
+                                      int capacity, int *count) {
+    vrs__json_record record;
+    int valid;
+    VRS_MEMSET(&record, 0, sizeof record);
+    record.members = members;
+    record.capacity = members ? capacity : 0;
+    record.nested_parent = -1;
+    valid = vrs__json_validate_recording(text, length, max_depth, 0, &record);
+    if (count) *count = record.count;
+    return valid;
 }
 
 static int vrs__json_validate(const char *text, size_t length, int max_depth) {
-    return vrs__json_validate_members(text, length, max_depth, NULL, 0, NULL);
+    return vrs__json_validate_recording(text, length, max_depth, 0, NULL);
 }
 
 /* ---- Walking validated values ---- */
@@ -1441,6 +1531,12 @@ static int vrs__json_string_equals(vrs__json_slice string_token, const char *tex
     size_t matched = 0;
     int count, i;
     if (!text || !vrs__json_string_content(string_token, &at, &end)) return 0;
+    /* An escape is always longer than what it stands for: a content as long as text matches
+       only byte for byte with no escape in it, and a shorter one never. */
+    matched = strlen(text);
+    if ((size_t)(end - at) <= matched)
+        return (size_t)(end - at) == matched && memcmp(at, text, matched) == 0 && !memchr(at, '\\', matched);
+    matched = 0;
     for (;;) {
         const char *run = vrs__json_plain_run(at, end);
         size_t n = (size_t)(run - at);
@@ -3241,6 +3337,7 @@ static void vrs__jw_metadata(vrs_server *server, vrs__json_writer *w, const vrs_
    ------------------------------------------------------------------------------------------- */
 
 #define VRS__MAX_JSON_DEPTH 64
+#define VRS__PAYLOAD_MEMBERS 4
 
 /* One decoded client message. join_ref, ref and topic are kept as JSON text (from a binary
    frame they are encoded here), so that replies can echo them exactly. */
@@ -3253,6 +3350,10 @@ typedef struct vrs__message {
     vrs__json_slice payload;   /* JSON text; for a binary frame, the raw bytes */
     int payload_is_binary;
     char encoded[3][1536];     /* JSON text of a binary frame's join_ref, ref and topic */
+    /* The payload's members as validation found them (V2 text), so that no second walk over
+       the payload is needed to find them; count -1: not recorded, walk the payload. */
+    vrs__json_member payload_members[VRS__PAYLOAD_MEMBERS];
+    int payload_member_count;
 } vrs__message;
 
 static vrs__json_slice vrs__slice(const char *text, size_t length) {
@@ -3282,20 +3383,42 @@ static int vrs__decode_names(vrs__message *m, vrs__json_slice topic, vrs__json_s
 /* V2 text: [join_ref, ref, topic, event, payload, ...ignored] */
 static int vrs__decode_v2(const char *text, size_t length, vrs__message *m) {
     vrs__json_member items[5];
-    int count;
-    if (!vrs__json_validate_members(text, length, VRS__MAX_JSON_DEPTH, items, 5, &count) ||
+    vrs__json_record record;
+    record.members = items;
+    record.capacity = 5;
+    record.nested_parent = 4;
+    record.nested = m->payload_members;
+    record.nested_capacity = VRS__PAYLOAD_MEMBERS;
+    if (!vrs__json_validate_recording(text, length, VRS__MAX_JSON_DEPTH, 0, &record) ||
         vrs__json_kind_of(vrs__slice(text, length)) != VRS__JSON_ARRAY)
         return 0;
-    if (count < 5 || !vrs__is_scalar_ref(items[0].value) || !vrs__is_scalar_ref(items[1].value)) return 0;
+    if (record.count < 5 || !vrs__is_scalar_ref(items[0].value) || !vrs__is_scalar_ref(items[1].value)) return 0;
     m->join_ref = items[0].value;
     m->ref = items[1].value;
     m->payload = items[4].value;
+    m->payload_member_count = record.nested_count <= VRS__PAYLOAD_MEMBERS ? record.nested_count : -1;
     return vrs__decode_names(m, items[2].value, items[3].value);
+}
+
+/* The payload member named `key` (decoded; the last one when it repeats), as vrs__json_object_get
+   finds it. */
+static int vrs__payload_get(const vrs__message *m, const char *key, vrs__json_slice *value) {
+    int i, found = 0;
+    if (vrs__json_kind_of(m->payload) != VRS__JSON_OBJECT) return 0;
+    if (m->payload_member_count < 0) return vrs__json_object_get(m->payload, key, value);
+    for (i = 0; i < m->payload_member_count; i++) {
+        if (vrs__json_string_equals(m->payload_members[i].key, key)) {
+            *value = m->payload_members[i].value;
+            found = 1;
+        }
+    }
+    return found;
 }
 
 /* V1 text: {"topic":..,"event":..,"payload":..,"ref":..,"join_ref":.. (optional)} */
 static int vrs__decode_v1(const char *text, size_t length, vrs__message *m) {
     vrs__json_slice whole, topic, event;
+    m->payload_member_count = -1;
     whole.start = text;
     whole.length = length;
     if (!vrs__json_validate(text, length, VRS__MAX_JSON_DEPTH) || vrs__json_kind_of(whole) != VRS__JSON_OBJECT)
@@ -3316,6 +3439,7 @@ static int vrs__decode_v1(const char *text, size_t length, vrs__message *m) {
 static int vrs__decode_v2_binary(const uint8_t *data, size_t length, vrs__message *m) {
     size_t sizes[4], at = 5, i, total = 5;
     vrs__json_slice names[4];
+    m->payload_member_count = -1;
     if (length < 5 || data[0] != 0) return 0;
     for (i = 0; i < 4; i++) total += sizes[i] = data[1 + i];
     if (length < total) return 0;
@@ -3660,8 +3784,7 @@ static void vrs__phoenix_message(vrs_server *server, vrs__conn *conn, int opcode
     }
     if (strcmp(m.event, "mediaEvent") == 0) {
         vrs__json_slice data_value;
-        if (m.payload_is_binary || vrs__json_kind_of(m.payload) != VRS__JSON_OBJECT ||
-            !vrs__json_object_get(m.payload, "data", &data_value)) {
+        if (m.payload_is_binary || !vrs__payload_get(&m, "data", &data_value)) {
             vrs__reply_error(server, conn, vrs__slice(channel->push_ref, channel->push_ref_length), &m,
                              "mediaEvent needs a JSON payload {\"data\": ...}");
             return;
@@ -3872,15 +3995,20 @@ static void vrs__relay_peer_left_event(vrs_server *server, vrs__channel *channel
     vrs__relay_fan_out(server, channel, &e);
 }
 
-static vrs__channel *vrs__relay_find_target(vrs_server *server, vrs__channel *from, vrs__json_slice to) {
-    char id[40];
+/* The relay-joined peer of from's room, other than from, whose id is these 36 bytes. */
+static vrs__channel *vrs__relay_find_peer(vrs_server *server, vrs__channel *from, const char *id) {
     uint32_t index;
-    if (vrs__json_kind_of(to) != VRS__JSON_STRING || vrs__json_string_decode(to, id, sizeof id) != 36) return NULL;
     for (index = server->rooms[from->room].first_peer; index != VRS__NONE; index = server->channels[index].next_in_room) {
         vrs__channel *peer = &server->channels[index];
         if (peer != from && peer->relay_joined && memcmp(peer->peer_id, id, 36) == 0) return peer;
     }
     return NULL;
+}
+
+static vrs__channel *vrs__relay_find_target(vrs_server *server, vrs__channel *from, vrs__json_slice to) {
+    char id[40];
+    if (vrs__json_kind_of(to) != VRS__JSON_STRING || vrs__json_string_decode(to, id, sizeof id) != 36) return NULL;
+    return vrs__relay_find_peer(server, from, id);
 }
 
 /* The members of a relay event E the relay looks at, read in one walk over E (the last of a
@@ -4003,23 +4131,87 @@ static void vrs__relay_update_metadata(vrs_server *server, vrs__channel *channel
     vrs__relay_fan_out(server, channel, &e);
 }
 
-static void vrs__relay_custom(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event) {
-    vrs__json_slice x = event->has_data ? event->data : vrs__slice("null", 4);
+/* Writes D for a custom event of `channel` carrying X and sends it to `target`, or to the room
+   when target is NULL. X is JSON text, or (x_is_escaped) JSON text as a string escapes it. */
+static void vrs__relay_send_custom(vrs_server *server, vrs__channel *channel, vrs__channel *target, vrs__json_slice x,
+                                   int x_is_escaped) {
     vrs__json_writer d;
-    vrs__channel *target = NULL;
-    if (event->has_to && !(target = vrs__relay_find_target(server, channel, event->to))) {
-        vrs__relay_error(server, channel, "unknown target peer");
-        return;
-    }
     /* the most frequent event: D is written straight, E's fixed parts already escaped */
     vrs__relay_begin_d(server, &d);
     VRS__JW_LITERAL(&d, "\"{\\\"type\\\":\\\"custom\\\",\\\"from\\\":\\\"");
     vrs__jw_raw(&d, channel->peer_id, 36);
     VRS__JW_LITERAL(&d, "\\\",\\\"data\\\":");
-    vrs__jw_string_content(&d, x.start, x.length);
+    if (x_is_escaped) vrs__jw_raw(&d, x.start, x.length);
+    else vrs__jw_string_content(&d, x.start, x.length);
     VRS__JW_LITERAL(&d, "}\"");
     if (target) vrs__relay_send_encoded(server, target, &d);
     else vrs__relay_fan_out_encoded(server, channel, &d);
+}
+
+static void vrs__relay_custom(vrs_server *server, vrs__channel *channel, const vrs__relay_event *event) {
+    vrs__channel *target = NULL;
+    if (event->has_to && !(target = vrs__relay_find_target(server, channel, event->to))) {
+        vrs__relay_error(server, channel, "unknown target peer");
+        return;
+    }
+    vrs__relay_send_custom(server, channel, target, event->has_data ? event->data : vrs__slice("null", 4), 0);
+}
+
+/* The text of a string E holds, read in escaped mode (`\"text\"`), if it has no escape of E's. */
+static int vrs__relay_plain_escaped_string(vrs__json_slice token, vrs__json_slice *text) {
+    if (token.length < 4 || !vrs__json_is_quote_escaped(token.start, token.start + 2) ||
+        !vrs__json_is_quote_escaped(token.start + token.length - 2, token.start + token.length))
+        return 0;
+    text->start = token.start + 2;
+    text->length = token.length - 4;
+    return !memchr(text->start, '\\', text->length);
+}
+
+static int vrs__relay_slice_is(vrs__json_slice text, const char *literal, size_t length) {
+    return text.length == length && memcmp(text.start, literal, length) == 0;
+}
+
+/* The most frequent event, relayed without decoding D: a custom event (from a joined peer)
+   whose top-level keys and type have no escapes, and whose E stands in D with only the escapes
+   JSON.stringify writes. X passes on as D escapes it. 0: the event is not of that kind, and
+   the caller reads it the ordinary way, which also gives every error its answer. */
+static int vrs__relay_custom_in_place(vrs_server *server, vrs__channel *channel, vrs__json_slice d) {
+    vrs__json_member members[8];
+    vrs__json_record record;
+    vrs__json_slice x = vrs__slice("null", 4), to, name, text;
+    vrs__channel *target = NULL;
+    int i, is_custom = 0, has_to = 0;
+    d = vrs__json_trim(d);
+    if (!channel->relay_joined || d.length < 4 || d.start[1] != '{') return 0;
+    VRS_MEMSET(&record, 0, sizeof record);
+    record.members = members;
+    record.capacity = 8;
+    record.nested_parent = -1;
+    if (!vrs__json_validate_recording(d.start + 1, d.length - 2, VRS__MAX_JSON_DEPTH, 1, &record) ||
+        record.count > 8)
+        return 0;
+    for (i = 0; i < record.count; i++) {
+        if (!vrs__relay_plain_escaped_string(members[i].key, &name)) return 0;
+        if (vrs__relay_slice_is(name, "type", 4)) {
+            is_custom = vrs__relay_plain_escaped_string(members[i].value, &text) &&
+                        vrs__relay_slice_is(text, "custom", 6);
+        } else if (vrs__relay_slice_is(name, "to", 2)) {
+            to = members[i].value;
+            has_to = 1;
+        } else if (vrs__relay_slice_is(name, "data", 4)) {
+            x = members[i].value;
+        }
+    }
+    if (!is_custom) return 0;
+    if (has_to) {
+        if (!vrs__relay_plain_escaped_string(to, &text) || text.length != 36) return 0;
+        if (!(target = vrs__relay_find_peer(server, channel, text.start))) {
+            vrs__relay_error(server, channel, "unknown target peer");
+            return 1;
+        }
+    }
+    vrs__relay_send_custom(server, channel, target, x, 1);
+    return 1;
 }
 
 static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_peer peer, const char *data,
@@ -4033,6 +4225,7 @@ static void vrs__relay_on_media_event(vrs_server *server, vrs_room room, vrs_pee
     (void)user_data;
     if (!channel) return;
     if (vrs__json_kind_of(d) == VRS__JSON_STRING) {
+        if (vrs__relay_custom_in_place(server, channel, d)) return;
         /* as the Membrane client sends it: a JSON string holding the serialized event */
         long decoded = vrs__json_string_decode(d, server->relay_decoded, server->relay_decoded_size);
         if (decoded < 0 || !vrs__json_validate_members(server->relay_decoded, (size_t)decoded, VRS__MAX_JSON_DEPTH,

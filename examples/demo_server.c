@@ -2,8 +2,8 @@
    demo web page.
 
    build/demo_server [--host H] [--port P] [--max-connections N] [--max-rooms N]
-                     [--max-peers N] [--max-message BYTES] [--idle-timeout SECONDS]
-                     [--handshake-timeout SECONDS] [--origin URL ...]
+                     [--max-peers N] [--max-message BYTES] [--send-queue BYTES]
+                     [--idle-timeout SECONDS] [--handshake-timeout SECONDS] [--origin URL ...]
                      [--web-root DIR] [--ice-server URL[,USERNAME,CREDENTIAL] ...]
 
    Browsers open http://H:P/ (the page in examples/web), and the page, or any other Phoenix
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,9 @@
 #define DEMO_MAX_ORIGINS 16
 #define DEMO_MAX_ICE_SERVERS 8
 #define DEMO_MAX_FILE (192 * 1024)
+/* Descriptors besides the connections and the 503 answers: listener, epoll, a file being
+   served, stdio, and some slack. */
+#define DEMO_SPARE_DESCRIPTORS 64
 
 static const char *web_root = "examples/web";
 static char ice_config[4096] = "{\"iceServers\":[]}";
@@ -206,6 +210,8 @@ static void usage(void) {
             "  --max-rooms N            rooms (default: max-connections)\n"
             "  --max-peers N            peers in one room (default 32)\n"
             "  --max-message BYTES      largest message (default 65536)\n"
+            "  --send-queue BYTES       bytes queued for one client at most; a slower one is\n"
+            "                           closed with 1013 (default 262144, at least 256)\n"
             "  --idle-timeout SECONDS   close silent clients after (default 60)\n"
             "  --handshake-timeout SECONDS  drop unfinished requests after (default 10)\n"
             "  --origin URL             allow this Origin (repeatable; default: any)\n"
@@ -221,16 +227,36 @@ static int parse_number(const char *text, int *out) {
     return 1;
 }
 
+/* Raises the soft descriptor limit as far as `connections` need, up to the hard limit, and
+   returns how many connections the limit then allows (`connections` when all fit). Each
+   connection is one socket, and up to VRS_REJECT_SLOTS more answer 503 when all are taken. */
+static int fit_descriptor_limit(int connections, unsigned long *limit_out) {
+    const rlim_t spare = VRS_REJECT_SLOTS + DEMO_SPARE_DESCRIPTORS;
+    const rlim_t needed = (rlim_t)connections + spare;
+    struct rlimit limit;
+    *limit_out = 0;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return connections; /* unknown: nothing to say */
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+        struct rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed ? limit.rlim_max : needed;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit.rlim_cur = raised.rlim_cur;
+    }
+    if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= needed) return connections;
+    *limit_out = (unsigned long)limit.rlim_cur;
+    return limit.rlim_cur > spare ? (int)(limit.rlim_cur - spare) : 0;
+}
+
 int main(int argc, char **argv) {
     static const char *origins[DEMO_MAX_ORIGINS];
     vrs_desc desc;
     vrs_server *server = NULL;
     vrs_result result;
-    int i, seconds, ice_servers = 0, web_root_is_default = 1;
+    int i, seconds, connections, allowed, ice_servers = 0, web_root_is_default = 1;
+    unsigned long descriptor_limit;
     memset(&desc, 0, sizeof desc);
     desc.logger.func = print_log;
     desc.on_http = serve_http;
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) { /* every option but --help takes a value */
         const char *option = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = value != NULL;
         if (strcmp(option, "--help") == 0 || strcmp(option, "-h") == 0) {
@@ -250,6 +276,8 @@ int main(int argc, char **argv) {
             ok = parse_number(value, &desc.max_peers_per_room);
         } else if (strcmp(option, "--max-message") == 0) {
             ok = parse_number(value, &desc.max_message_size);
+        } else if (strcmp(option, "--send-queue") == 0) {
+            ok = parse_number(value, &desc.send_queue_size) && desc.send_queue_size >= 256;
         } else if (strcmp(option, "--idle-timeout") == 0) {
             ok = parse_number(value, &seconds) && seconds <= 86400;
             desc.idle_timeout_ms = seconds * 1000;
@@ -272,7 +300,6 @@ int main(int argc, char **argv) {
             usage();
             return 2;
         }
-        i++;
     }
     if (web_root_is_default) find_web_root(argv[0]);
     result = vrs_create(&desc, &server);
@@ -280,6 +307,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "demo_server: %s\n", vrs_result_string(result));
         return 1;
     }
+    /* Too few descriptors only warns: past the limit the server keeps the clients it has and
+       new ones wait in the listen backlog, and bench/run.sh relies on starting with
+       --max-connections 12000 under a lower hard limit (its scenarios shrink to fit). */
+    connections = desc.max_connections ? desc.max_connections : 1024; /* the header's default */
+    allowed = fit_descriptor_limit(connections, &descriptor_limit);
+    if (allowed < connections)
+        fprintf(stderr,
+                "demo_server: warning: --max-connections %d needs %d descriptors but the limit is %lu, "
+                "room for %d connections; raise the limit (ulimit -Hn) or lower --max-connections\n",
+                connections, connections + VRS_REJECT_SLOTS + DEMO_SPARE_DESCRIPTORS, descriptor_limit,
+                allowed);
     signal(SIGINT, request_stop);
     signal(SIGTERM, request_stop);
     signal(SIGPIPE, SIG_IGN);

@@ -840,6 +840,176 @@ TEST(json, phoenix_media_event_data_decodes_to_json) {
           vrs__json_kind_of(data) == VRS__JSON_NULL);
 }
 
+/* ---- Escaped mode: E read where it stands inside a string D ---- */
+
+/* A decoded copy of a slice of D's content (E's text as it stands in D). */
+static long json_test_unescape(vrs__json_slice escaped, char *out, size_t capacity) {
+    char *quoted = (char *)malloc(escaped.length + 2);
+    long length;
+    if (!quoted) return -1;
+    quoted[0] = '"';
+    if (escaped.length) memcpy(quoted + 1, escaped.start, escaped.length);
+    quoted[escaped.length + 1] = '"';
+    length = vrs__json_string_decode(json_test_slice_n(quoted, escaped.length + 2), out, capacity);
+    free(quoted);
+    return length;
+}
+
+static int json_test_has_line_separator(const char *text, size_t length) {
+    size_t i;
+    for (i = 0; i + 2 < length; i++)
+        if ((unsigned char)text[i] == 0xE2 && (unsigned char)text[i + 1] == 0x80 &&
+            ((unsigned char)text[i + 2] == 0xA8 || (unsigned char)text[i + 2] == 0xA9))
+            return 1;
+    return 0;
+}
+
+/* E escaped as the library's writer (and JSON.stringify) would into D, then read both ways:
+   escaped mode accepts exactly when plain validation does (it may only decline E holding
+   U+2028/U+2029, which the writer escapes as \u), and records the same members. Returns the
+   number of disagreements. */
+static int json_test_escaped_agrees(const char *name, const char *e, size_t length) {
+    vrs__json_member plain_members[8], escaped_members[8];
+    vrs__json_record plain, escaped;
+    vrs__json_writer w;
+    size_t capacity = length * 6 + 16;
+    char *d = (char *)malloc(capacity), *decoded = (char *)malloc(length + 1);
+    int plain_valid, escaped_valid, i, problems = 0;
+    if (!d || !decoded) {
+        free(d);
+        free(decoded);
+        return 1;
+    }
+    vrs__jw_init(&w, d, capacity);
+    vrs__jw_string_content(&w, e, length);
+    memset(&plain, 0, sizeof plain);
+    memset(&escaped, 0, sizeof escaped);
+    plain.members = plain_members;
+    escaped.members = escaped_members;
+    plain.capacity = escaped.capacity = 8;
+    plain.nested_parent = escaped.nested_parent = -1;
+    plain_valid = vrs__json_validate_recording(e, length, 64, 0, &plain);
+    escaped_valid = vrs__json_validate_recording(d, w.length, 64, 1, &escaped);
+    if (escaped_valid != plain_valid && !(plain_valid && json_test_has_line_separator(e, length))) {
+        fprintf(stderr, "  %s: escaped mode says %d, plain %d\n", name, escaped_valid, plain_valid);
+        problems++;
+    } else if (escaped_valid) {
+        if (escaped.count != plain.count) problems++;
+        for (i = 0; i < plain.count && i < 8 && i < escaped.count; i++) {
+            vrs__json_slice sides[2][2];
+            int side;
+            sides[0][0] = plain_members[i].key;
+            sides[0][1] = plain_members[i].value;
+            sides[1][0] = escaped_members[i].key;
+            sides[1][1] = escaped_members[i].value;
+            for (side = 0; side < 2; side++) {
+                long n = json_test_unescape(sides[1][side], decoded, length + 1);
+                if (n < 0 || (size_t)n != sides[0][side].length ||
+                    (n > 0 && memcmp(decoded, sides[0][side].start, (size_t)n) != 0)) {
+                    fprintf(stderr, "  %s: member %d's %s differs read in place\n", name, i, side ? "value" : "key");
+                    problems++;
+                }
+            }
+        }
+    }
+    free(d);
+    free(decoded);
+    return problems;
+}
+
+static void json_test_corpus_escaped(const char *name, const char *text, size_t length, void *context) {
+    /* D must be valid UTF-8 to be a string at all; the corpus' invalid files cannot be in one */
+    if (vrs__utf8_is_valid((const uint8_t *)text, length))
+        *(int *)context += json_test_escaped_agrees(name, text, length);
+}
+
+TEST(json, escaped_mode_agrees_with_decoding_on_the_corpus) {
+    int problems = 0, files = 0, n;
+    static const char *const prefixes[] = {"y_", "n_", "i_"};
+    size_t p;
+    for (p = 0; p < 3; p++) {
+        n = json_test_for_each_corpus_file(prefixes[p], json_test_corpus_escaped, &problems);
+        if (n < 0) SKIP(JSON_TEST_CORPUS_MISSING);
+        files += n;
+    }
+    printf("  %d files read escaped and decoded\n", files);
+    CHECK(files > 0);
+    CHECK_EQ_INT(problems, 0);
+}
+
+TEST(json, escaped_mode_reads_what_stringify_writes) {
+    static const char *const texts[] = {
+        "{\"type\":\"custom\",\"data\":{\"s\":1,\"p\":\"xx\"}}",
+        "{ \"a\" :\n[1, -2.5e+3, true, false, null, {}, []]\t,\r\n\"b\":\"\" }",
+        "{\"q\":\"say \\\"hi\\\"\",\"b\":\"back\\\\slash\",\"c\":\"\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}",
+        "{\"sdp\":\"v=0\\r\\no=- 1 2 IN IP4 127.0.0.1\\r\\n\",\"nested\":\"{\\\"deep\\\":\\\"\\\\\\\\\\\"}\"}",
+        "{\"raw\":\"caf\xc3\xa9 \xf0\x9f\x98\x80 https://x/y?z=1\"}",
+        "[\"\",[[\"a\"]],{\"\":{\"\":\"\"}}]",
+        "\"just a string\"", "42", "null",
+        /* and what it must refuse */
+        "{\"a\":1,}", "{\"a\" 1}", "[1 2]", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":tru}", "[01]", "",
+        "{\"a\":1}}", "{\"a\":\"unterminated}", "[\"tab\tinside\"]", "{\"new\nline\":1}",
+    };
+    size_t i;
+    for (i = 0; i < sizeof texts / sizeof texts[0]; i++) CHECK_EQ_INT(json_test_escaped_agrees(texts[i], texts[i], strlen(texts[i])), 0);
+}
+
+static int json_test_escaped_valid(const char *content, int max_depth) {
+    return vrs__json_validate_recording(content, strlen(content), max_depth, 1, NULL);
+}
+
+TEST(json, escaped_mode_declines_other_escapes_of_the_string) {
+    /* Valid E written with escapes JSON.stringify does not use: the caller decodes instead. */
+    static const char *const contents[] = {
+        "\\u007b}", "{\\\"a\\\":\\\"x\\/y\\\"}", "{\\\"a\\\":\\\"\\u00e9\\\"}", "[\\\"\\b\\\"]",
+        "\\u005b1]", "{\\\"a\\u0022:1}",
+    };
+    size_t i;
+    for (i = 0; i < sizeof contents / sizeof contents[0]; i++) {
+        char decoded[64];
+        long n = json_test_unescape(json_test_slice(contents[i]), decoded, sizeof decoded);
+        CHECK(n > 0);
+        CHECK(!json_test_escaped_valid(contents[i], 64));
+    }
+    /* E's own whitespace may be D's \n, \r, \t */
+    CHECK(json_test_escaped_valid("\\n{\\t\\\"a\\\"\\r: 1 }\\n", 64));
+    /* the nesting limit holds as it does decoded */
+    CHECK(json_test_escaped_valid("[[\\\"a\\\"]]", 2));
+    CHECK(!json_test_escaped_valid("[[\\\"a\\\"]]", 1));
+}
+
+/* ---- Members recorded while validating ---- */
+
+TEST(json, validation_records_the_members_of_one_child) {
+    const char *text = "[\"1\",null,\"room:x\",\"mediaEvent\",{\"data\":\"x\", \"b\" : [1,{\"c\":2}],\"data\":{\"d\":[3]}},7]";
+    vrs__json_member top[5], nested[2];
+    vrs__json_record record;
+    memset(&record, 0, sizeof record);
+    record.members = top;
+    record.capacity = 5;
+    record.nested_parent = 4;
+    record.nested = nested;
+    record.nested_capacity = 2;
+    REQUIRE(vrs__json_validate_recording(text, strlen(text), 64, 0, &record));
+    CHECK_EQ_INT(record.count, 6);
+    CHECK(json_test_slice_is(top[3].value, "\"mediaEvent\""));
+    CHECK_EQ_INT(record.nested_count, 3); /* counted in all; the first two recorded */
+    CHECK(json_test_slice_is(nested[0].key, "\"data\"") && json_test_slice_is(nested[0].value, "\"x\""));
+    CHECK(json_test_slice_is(nested[1].key, "\"b\"") && json_test_slice_is(nested[1].value, "[1,{\"c\":2}]"));
+    /* an array child's elements: no keys */
+    record.nested_parent = 0;
+    REQUIRE(vrs__json_validate_recording("[[true,[2]],{\"k\":1}]", 20, 64, 0, &record));
+    CHECK_EQ_INT(record.count, 2);
+    CHECK_EQ_INT(record.nested_count, 2);
+    CHECK(nested[0].key.length == 0 && json_test_slice_is(nested[0].value, "true"));
+    CHECK(json_test_slice_is(nested[1].value, "[2]"));
+    /* a scalar child has none, and invalid text records no verdict */
+    record.nested_parent = 1;
+    REQUIRE(vrs__json_validate_recording("[{},5]", 6, 64, 0, &record));
+    CHECK_EQ_INT(record.nested_count, 0);
+    CHECK(!vrs__json_validate_recording("[{},{\"a\":}]", 11, 64, 0, &record));
+}
+
 /* ---- Garbage into the cursor API ---- */
 
 TEST(json, cursor_survives_garbage) {

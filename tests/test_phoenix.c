@@ -2298,6 +2298,109 @@ TEST(phoenix, relay_full_flow) {
     CHECK(px_finish(ts, a, b, c, NULL));
 }
 
+/* Sends mediaEvent with E in a D that JSON.stringify would not write: '{' as \u007b and '/' as
+   \/, so that the relay must decode D to read E. */
+static int px_media_unusual_escapes(ts_client *c, const char *jr, const char *topic, const char *e) {
+    char d[PX_TEXT];
+    size_t n = 0;
+    d[n++] = '"';
+    for (; *e && n < sizeof d - 8; e++) {
+        unsigned char ch = (unsigned char)*e;
+        if (ch == '{') n += (size_t)sprintf(d + n, "\\u007b");
+        else if (ch == '/') n += (size_t)sprintf(d + n, "\\/");
+        else if (ch == '"' || ch == '\\') n += (size_t)sprintf(d + n, "\\%c", ch);
+        else if (ch < 0x20) n += (size_t)sprintf(d + n, "\\u%04x", ch);
+        else d[n++] = (char)ch;
+    }
+    d[n++] = '"';
+    d[n] = '\0';
+    return px_media_raw(c, jr, topic, d);
+}
+
+/* X, E's data, reaches the others exactly as the sender wrote it, whatever escapes D used: the
+   relay reads the usual D in place and passes X on as D escapes it, and decodes any other. */
+TEST(phoenix, relay_custom_passes_data_on_exactly) {
+    static const char *const datas[] = {
+        "{\"sdp\":\"v=0\\r\\no=- 1 2 IN IP4 127.0.0.1\\r\\n\",\"type\":\"offer\"}",
+        "\"say \\\"hi\\\" \\\\ back\\/slash \\u00e9\\ud83d\\ude00 \\u2028\"",
+        "[ 1, -2.5e+3,true , false,null,{ },[]]",
+        "{\"nested\":\"{\\\"deep\\\":\\\"\\\\\\\\\\\"}\",\"url\":\"https://x/y?z=1\"}",
+        "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"",
+        "null", "0",
+    };
+    ts_server *ts = px_server();
+    ts_client *a, *b, *c;
+    char ida[37], idb[37], idc[37], e[PX_TEXT], expected[PX_TEXT], got[PX_TEXT];
+    size_t i;
+    int form;
+    REQUIRE(ts);
+    a = px_v2(ts);
+    b = px_v2(ts);
+    c = px_v2(ts);
+    REQUIRE(a && b && c);
+    REQUIRE(px_join(a, "room:x", "1") && px_join(b, "room:x", "2") && px_join(c, "room:x", "3"));
+    REQUIRE(px_relay_join(a, "1", "room:x", NULL, ida, NULL, 0));
+    REQUIRE(px_relay_join(b, "2", "room:x", NULL, idb, NULL, 0));
+    REQUIRE(px_event(a, "room:x", got, sizeof got));
+    REQUIRE(px_relay_join(c, "3", "room:x", NULL, idc, NULL, 0));
+    REQUIRE(px_event(a, "room:x", got, sizeof got) && px_event(b, "room:x", got, sizeof got));
+    for (i = 0; i < sizeof datas / sizeof datas[0]; i++) {
+        for (form = 0; form < 4; form++) {
+            /* to all, then to c alone; E as stringify writes it, then with unusual escapes */
+            if (form & 2) snprintf(e, sizeof e, "{ \"to\":\"%s\", \"type\" : \"custom\",\n\"data\":%s }", idc, datas[i]);
+            else snprintf(e, sizeof e, "{\"type\":\"custom\",\"data\":%s}", datas[i]);
+            if (form & 1) REQUIRE(px_media_unusual_escapes(a, "1", "room:x", e) == 0);
+            else REQUIRE(px_media(a, "1", "room:x", e) == 0);
+            snprintf(expected, sizeof expected, "{\"type\":\"custom\",\"from\":\"%s\",\"data\":%s}", ida, datas[i]);
+            if (!(form & 2)) {
+                REQUIRE(px_event(b, "room:x", got, sizeof got));
+                CHECK_EQ_STR(got, expected);
+            }
+            REQUIRE(px_event(c, "room:x", got, sizeof got));
+            CHECK_EQ_STR(got, expected);
+        }
+    }
+    /* keys, type and target with escapes of E's own: read decoded, the same meaning */
+    snprintf(e, sizeof e, "{\"t\\u0079pe\":\"cust\\u006fm\",\"t\\u006f\":\"%.35s\\u00%02x\",\"data\":1}", idc,
+             (unsigned char)idc[35]);
+    REQUIRE(px_media(a, "1", "room:x", e) == 0);
+    snprintf(expected, sizeof expected, "{\"type\":\"custom\",\"from\":\"%s\",\"data\":1}", ida);
+    REQUIRE(px_event(c, "room:x", got, sizeof got));
+    CHECK_EQ_STR(got, expected);
+    snprintf(e, sizeof e, "{\"type\":\"custom\",\"t\\u006f\":\"%s\",\"data\":1}", idc);
+    REQUIRE(px_media(a, "1", "room:x", e) == 0);
+    REQUIRE(px_event(c, "room:x", got, sizeof got));
+    CHECK_EQ_STR(got, expected);
+    CHECK(px_quiet(b)); /* to c alone */
+    /* a repeated key: the last one counts, read either way */
+    for (form = 0; form < 2; form++) {
+        const char *twice = "{\"type\":\"join\",\"data\":1,\"type\":\"custom\",\"data\":2}";
+        REQUIRE((form ? px_media_unusual_escapes(a, "1", "room:x", twice) : px_media(a, "1", "room:x", twice)) == 0);
+        snprintf(expected, sizeof expected, "{\"type\":\"custom\",\"from\":\"%s\",\"data\":2}", ida);
+        REQUIRE(px_event(b, "room:x", got, sizeof got) && px_event(c, "room:x", got, sizeof got));
+        CHECK_EQ_STR(got, expected);
+        REQUIRE((form ? px_media_unusual_escapes(a, "1", "room:x", "{\"type\":\"custom\",\"type\":\"hop\"}")
+                      : px_media(a, "1", "room:x", "{\"type\":\"custom\",\"type\":\"hop\"}")) == 0);
+        CHECK(px_error_event(a, "room:x"));
+    }
+    /* an unknown target, a target that is no string, and E that is no JSON: errors either way */
+    for (form = 0; form < 2; form++) {
+        static const char *const wrong[] = {
+            "{\"type\":\"custom\",\"to\":\"00000000-0000-4000-8000-000000000000\",\"data\":1}",
+            "{\"type\":\"custom\",\"to\":7,\"data\":1}",
+            "{\"type\":\"custom\",\"data\":[1,}",
+            "{\"type\":\"custom\",\"data\":\"\\x\"}",
+        };
+        for (i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+            REQUIRE((form ? px_media_unusual_escapes(a, "1", "room:x", wrong[i]) : px_media(a, "1", "room:x", wrong[i])) == 0);
+            CHECK(px_error_event(a, "room:x"));
+        }
+    }
+    CHECK(px_quiet(b));
+    CHECK(px_quiet(c));
+    CHECK(px_finish(ts, a, b, c, NULL));
+}
+
 TEST(phoenix, relay_socket_close_peer_left) {
     ts_server *ts = px_server();
     ts_client *a, *b, *c, *d;

@@ -53,6 +53,12 @@ for compiler in gcc clang g++ clang++; do
             echo "compile_check: $compiler $lang VRS_USE_EPOLL: FAILED"; failed=1
         fi
     fi
+    # VRS_NO_SIMD: the portable byte scanning
+    if $compiler $lang -Wall -Wextra -Wpedantic -Werror -DVRS_NO_SIMD -c videoroom_signal.c -o $out/check.o; then
+        echo "compile_check: $compiler $lang VRS_NO_SIMD: ok"
+    else
+        echo "compile_check: $compiler $lang VRS_NO_SIMD: FAILED"; failed=1
+    fi
     # VRS_STATIC: the whole API becomes static to one file
     if $compiler $lang -Wall -Wextra -Wpedantic -Werror -Wno-unused-function -DVRS_STATIC -c videoroom_signal.c -o $out/check.o; then
         echo "compile_check: $compiler $lang VRS_STATIC: ok"

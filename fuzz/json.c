@@ -12,7 +12,17 @@
      vrs__json_string_equals, and survive a round trip through vrs__jw_string. Every key is
      looked up with vrs__json_object_get, which must find the last member of that name.
    - On rejected text the cursor functions still walk it: they must not crash or read past
-     the end (the library documents that garbage only makes them return 0). */
+     the end (the library documents that garbage only makes them return 0).
+   - Escaped mode (vrs__json_validate_recording with escaped = 1), when the text E is UTF-8:
+     E is escaped by vrs__jw_string_content into D's content, which is read in escaped mode
+     and compared with E read plainly, at nesting limits 1024 and 2. Escaped mode must accept
+     exactly when the plain reading accepts and E has no raw U+2028/U+2029 (the writer's only
+     escapes that a valid E holds besides E's own quotes, backslashes and whitespace); then it
+     must record as many top-level members, and each recorded key and value, decoded as D
+     decodes it, must be the plain reading's bytes. Record capacities 8, 1, 0 and no record
+     all run, and nothing past the capacity is written. A second D escapes every '/' as `\/`
+     too (as some writers do): when E has a '/', escaped mode must return 0. A third D is what
+     JSON.stringify writes, U+2028/U+2029 raw: escaped mode must accept every valid E in it. */
 #define VRS_IMPLEMENTATION
 #include "../videoroom_signal.h"
 #include "fuzz_common.h"
@@ -174,6 +184,150 @@ static void walk(walk_state *w, vrs__json_slice value, int depth) {
     }
 }
 
+/* ---- Escaped mode: E read where it stands inside a string D ---- */
+
+/* A raw U+2028 or U+2029 in E: the writer escapes them (\u2028, \u2029), which escaped mode
+   leaves to the decoded reading. */
+static int has_line_separator(const char *e, size_t n) {
+    size_t i;
+    for (i = 0; i + 2 < n; i++)
+        if ((unsigned char)e[i] == 0xE2 && (unsigned char)e[i + 1] == 0x80 &&
+            ((unsigned char)e[i + 2] == 0xA8 || (unsigned char)e[i + 2] == 0xA9))
+            return 1;
+    return 0;
+}
+
+/* A slice escaped mode recorded, decoded as a string of D with that content, must be the bytes
+   the plain reading recorded for the same member. */
+static void check_decoded_slice(vrs__json_slice escaped, const char *content, size_t content_length,
+                                vrs__json_slice plain, const char *what, int index) {
+    char *quoted = (char *)malloc(escaped.length + 2), *out = (char *)malloc(escaped.length + 1);
+    vrs__json_slice token;
+    long decoded;
+    FZ_CHECK(quoted && out);
+    FZ_CHECK_MSG((escaped.start == NULL) == (plain.start == NULL), "member %d: %s recorded in one mode only", index,
+                 what);
+    if (escaped.start)
+        FZ_CHECK_MSG(escaped.start >= content && escaped.length <= content_length - (size_t)(escaped.start - content),
+                     "member %d: %s slice outside the text", index, what);
+    quoted[0] = '"';
+    if (escaped.length) memcpy(quoted + 1, escaped.start, escaped.length);
+    quoted[escaped.length + 1] = '"';
+    token.start = quoted;
+    token.length = escaped.length + 2;
+    /* decoding never lengthens: capacity = the slice's length */
+    decoded = vrs__json_string_decode(token, out, escaped.length);
+    FZ_CHECK_MSG(decoded >= 0, "member %d: escaped %s \"%.*s\" does not decode", index, what, (int)escaped.length,
+                 escaped.start ? escaped.start : "");
+    FZ_CHECK_MSG((size_t)decoded == plain.length && (plain.length == 0 || memcmp(out, plain.start, plain.length) == 0),
+                 "member %d: escaped %s decodes to \"%.*s\", plain %s is \"%.*s\"", index, what, (int)decoded, out, what,
+                 (int)plain.length, plain.start ? plain.start : "");
+    free(quoted);
+    free(out);
+}
+
+/* Reads D's content in escaped mode and compares it with the plain reading of E (`plain`:
+   its verdict; `p`: its record, capacity 8). `must_accept`: the verdict escaped mode owes. */
+static void check_escaped(const char *content, size_t length, int max_depth, int plain, const vrs__json_record *p,
+                          int must_accept, const char *form) {
+    static const int capacities[] = {8, 1, 0};
+    size_t c;
+    int got = vrs__json_validate_recording(content, length, max_depth, 1, NULL);
+    FZ_CHECK_MSG(got == must_accept, "%s, max_depth %d, no record: escaped mode says %d, expected %d (plain %d)", form,
+                 max_depth, got, must_accept, plain);
+    for (c = 0; c < sizeof capacities / sizeof capacities[0]; c++) {
+        vrs__json_member members[9];
+        vrs__json_record record;
+        int capacity = capacities[c], i;
+        memset(members, 0, sizeof members);
+        memset(&record, 0, sizeof record);
+        record.members = capacity ? members : NULL;
+        record.capacity = capacity;
+        record.nested_parent = -1;
+        got = vrs__json_validate_recording(content, length, max_depth, 1, &record);
+        FZ_CHECK_MSG(got == must_accept, "%s, max_depth %d, capacity %d: escaped mode says %d, expected %d (plain %d)",
+                     form, max_depth, capacity, got, must_accept, plain);
+        /* an overflowing record writes nothing past its capacity */
+        for (i = capacity; i < 9; i++) FZ_CHECK(members[i].value.start == NULL && members[i].key.start == NULL);
+        if (!got) continue;
+        FZ_CHECK_MSG(record.count == p->count, "%s, max_depth %d, capacity %d: escaped mode counts %d members, plain %d",
+                     form, max_depth, capacity, record.count, p->count);
+        for (i = 0; i < record.count && i < capacity; i++) {
+            check_decoded_slice(members[i].key, content, length, p->members[i].key, "key", i);
+            check_decoded_slice(members[i].value, content, length, p->members[i].value, "value", i);
+        }
+    }
+}
+
+/* E as D would carry it, read both ways. E must be valid UTF-8 (the writer's precondition). */
+static void check_escaped_forms(const char *text, size_t size) {
+    static const int depths[] = {1024, 2};
+    size_t capacity = 6 * size + 16, i, slashes = 0;
+    char *written = (char *)malloc(capacity), *content, *with_slashes = NULL, *stringified = NULL;
+    size_t stringified_length = 0;
+    int separator = has_line_separator(text, size);
+    size_t d;
+    vrs__json_writer jw;
+    FZ_CHECK(written != NULL);
+    vrs__jw_init(&jw, written, capacity);
+    vrs__jw_string_content(&jw, text, size);
+    FZ_CHECK(!jw.overflowed);
+    content = (char *)fz_exact_copy(written, jw.length); /* so ASan sees a read past D's end */
+    /* D as JSON.stringify writes it, which is the writer's D but for U+2028/U+2029, left raw:
+       escaped mode must then read every valid E. Each backslash of D begins an escape. */
+    if (separator) {
+        size_t o = 0;
+        stringified = (char *)malloc(jw.length);
+        FZ_CHECK(stringified != NULL);
+        for (i = 0; i < jw.length; i++) {
+            if (written[i] == '\\' && jw.length - i >= 6 && written[i + 1] == 'u' &&
+                (memcmp(written + i + 2, "2028", 4) == 0 || memcmp(written + i + 2, "2029", 4) == 0)) {
+                memcpy(stringified + o, written[i + 5] == '8' ? "\xE2\x80\xA8" : "\xE2\x80\xA9", 3);
+                o += 3;
+                i += 5;
+                continue;
+            }
+            if (written[i] == '\\') stringified[o++] = written[i++]; /* the escape's letter is no backslash */
+            stringified[o++] = written[i];
+        }
+        stringified_length = o;
+        {
+            char *exact = (char *)fz_exact_copy(stringified, o);
+            free(stringified);
+            stringified = exact;
+        }
+    }
+    /* the second D: '/' only comes from E (the writer never adds one), and goes out as \/ */
+    for (i = 0; i < jw.length; i++) slashes += written[i] == '/';
+    if (slashes) {
+        size_t o = 0;
+        with_slashes = (char *)fz_exact_copy(written, jw.length + slashes);
+        for (i = 0; i < jw.length; i++) {
+            if (written[i] == '/') with_slashes[o++] = '\\';
+            with_slashes[o++] = written[i];
+        }
+    }
+    for (d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+        vrs__json_member members[8];
+        vrs__json_record record;
+        int plain;
+        memset(&record, 0, sizeof record);
+        record.members = members;
+        record.capacity = 8;
+        record.nested_parent = -1;
+        plain = vrs__json_validate_recording(text, size, depths[d], 0, &record);
+        check_escaped(content, jw.length, depths[d], plain, &record, plain && !separator, "D");
+        /* with no '/' the second D is the first; with no U+2028/U+2029, the third */
+        if (slashes) check_escaped(with_slashes, jw.length + slashes, depths[d], plain, &record, 0, "D with \\/");
+        if (separator)
+            check_escaped(stringified, stringified_length, depths[d], plain, &record, plain, "D as JSON.stringify");
+    }
+    free(written);
+    free(content);
+    free(with_slashes);
+    free(stringified);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const int depths[] = {1024, 64, 3, 0, 5000};
     char *text = (char *)fz_exact_copy(data, size);
@@ -211,6 +365,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                          w.events[i].start, w.events[i].end, reference.events[i].kind, reference.events[i].start,
                          reference.events[i].end);
     }
+    if (fz_utf8_valid(data, size)) check_escaped_forms(text, size);
     free(w.events);
     fz_json_free(&reference);
     free(text);

@@ -53,6 +53,14 @@ for text in JSON_TEXTS:
     seed("json", text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
 for text in [b'"\xed\xa0\x80"', b'["\xc3("]', b'{"\xf4\x90\x80\x80":1}', b'"\xe2\x80\xa8 ok"']:
     seed("json", text)
+# what JSON.stringify writes, as relay events carry it in escaped mode: escapes, '/', pretty
+# printing (whitespace that D writes as \n and \t), nesting
+STRINGIFIED = {"type": "custom", "to": "0" * 36, "data": {"url": "https://a.b/c?d=e", "s": "q\"b\\s\n\t\u0001\u00e9",
+                                                        "n": [1, -2.5e3, True, False, None, {}, []], "": {"x": [[]]}}}
+seed("json", json.dumps(STRINGIFIED, separators=(",", ":")))
+seed("json", json.dumps(STRINGIFIED, indent="\t"))
+seed("json", json.dumps(STRINGIFIED, indent=2, ensure_ascii=False))
+seed("json", '{"a":"\u2028","b":"\\u2029","c":"\\/"}')
 
 # ---- http_request: request heads ----
 

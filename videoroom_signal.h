@@ -1158,11 +1158,12 @@ static const char *vrs__json_scan_word(const char *at, const char *end, const ch
    validation as a string's already: it holds no raw quote or control byte and valid UTF-8. */
 
 VRS__HOT const char *vrs__json_skip_whitespace_escaped(const char *at, const char *end) {
-    for (;;) {
-        if (at < end && *at == ' ') at++;
-        else if (end - at >= 2 && at[0] == '\\' && (at[1] == 'n' || at[1] == 'r' || at[1] == 't')) at += 2;
-        else return at;
+    while (at < end) {
+        if (*at == ' ') at++;
+        else if (*at == '\\' && end - at >= 2 && (at[1] == 'n' || at[1] == 'r' || at[1] == 't')) at += 2;
+        else break;
     }
+    return at;
 }
 
 static int vrs__json_is_quote_escaped(const char *at, const char *end) {
@@ -1177,10 +1178,22 @@ static const char *vrs__json_scan_string_escaped(const char *at, const char *end
         if (at[1] == '"') return at + 2; /* E's closing quote */
         if (at[1] != '\\') return NULL;  /* a raw control byte in E's string, or \/ or \u of D */
         at += 2;                         /* E's backslash; E's escape letter follows, as D writes it */
-        if (end - at >= 2 && at[0] == '\\' && (at[1] == '"' || at[1] == '\\')) at += 2;
-        else if (at < end && (*at == '/' || *at == 'b' || *at == 'f' || *at == 'n' || *at == 'r' || *at == 't')) at++;
-        else if (end - at >= 5 && *at == 'u' && vrs__json_hex4(at + 1) >= 0) at += 5;
-        else return NULL;
+        if (at >= end) return NULL;
+        switch (*at) {
+        case '\\': /* E's \" or \\, each escaped again by D */
+            if (end - at < 2 || (at[1] != '"' && at[1] != '\\')) return NULL;
+            at += 2;
+            break;
+        case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            at++;
+            break;
+        case 'u':
+            if (end - at < 5 || vrs__json_hex4(at + 1) < 0) return NULL;
+            at += 5;
+            break;
+        default:
+            return NULL;
+        }
     }
     return NULL;
 }
@@ -1253,7 +1266,7 @@ VRS__HOT int vrs__json_validate_in(const char *text, size_t length, int max_dept
     const char *key_start[3] = {NULL, NULL, NULL}, *key_end[3] = {NULL, NULL, NULL};
     const char *value_start[3] = {NULL, NULL, NULL};
     const char *at = text, *end;
-    int depth = 0, found = 0, nested_found = 0, slot;
+    int depth = 0, found = 0, nested_found = 0;
     int nested_parent = record && record->nested ? record->nested_parent : -1;
     if (record) record->count = record->nested_count = 0;
     if (!text) return 0;
@@ -1262,6 +1275,7 @@ VRS__HOT int vrs__json_validate_in(const char *text, size_t length, int max_dept
 #define VRS__RECORDED_SLOT(depth) ((depth) == 1 ? 1 : (depth) == 2 && found == nested_parent ? 2 : 0)
     for (;;) {
         /* A value is expected here. */
+        int slot;
         at = vrs__json_skip_space(at, end, escaped);
         if (at >= end) return 0;
         slot = VRS__RECORDED_SLOT(depth);

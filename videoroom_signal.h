@@ -1086,6 +1086,21 @@ static const char *vrs__json_next_quote_or_backslash(const char *at, const char 
     return at;
 }
 
+/* The rest of a string escape, from the letter after its backslash: 1 byte, or 5 for \uXXXX;
+   0 when it is no escape of JSON's. */
+static size_t vrs__json_escape_rest(const char *letter, const char *end) {
+    if (letter >= end) return 0;
+    switch (*letter) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        return 1;
+    case 'u':
+        /* Lone surrogates pass: JSONTestSuite leaves them to the implementation. */
+        return end - letter >= 5 && vrs__json_hex4(letter + 1) >= 0 ? 5 : 0;
+    default:
+        return 0;
+    }
+}
+
 static const char *vrs__json_scan_string(const char *at, const char *end) {
     at++; /* the opening quote */
     while ((at = vrs__json_plain_run(at, end)) < end) {
@@ -1093,19 +1108,9 @@ static const char *vrs__json_scan_string(const char *at, const char *end) {
         if (c == '"') return at + 1;
         if (c < 0x20) return NULL;
         if (c == '\\') {
-            if (end - at < 2) return NULL;
-            switch (at[1]) {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-                at += 2;
-                break;
-            case 'u':
-                /* Lone surrogates pass: JSONTestSuite leaves them to the implementation. */
-                if (end - at < 6 || vrs__json_hex4(at + 2) < 0) return NULL;
-                at += 6;
-                break;
-            default:
-                return NULL;
-            }
+            size_t rest = vrs__json_escape_rest(at + 1, end);
+            if (!rest) return NULL;
+            at += 1 + rest;
         } else if (c >= 0x80) {
             /* A run of bytes >= 0x80 is bounded by ASCII, so checking each run checks it all. */
             const char *run = at;
@@ -1178,21 +1183,13 @@ static const char *vrs__json_scan_string_escaped(const char *at, const char *end
         if (at[1] == '"') return at + 2; /* E's closing quote */
         if (at[1] != '\\') return NULL;  /* a raw control byte in E's string, or \/ or \u of D */
         at += 2;                         /* E's backslash; E's escape letter follows, as D writes it */
-        if (at >= end) return NULL;
-        switch (*at) {
-        case '\\': /* E's \" or \\, each escaped again by D */
+        if (at < end && *at == '\\') { /* E's \" or \\, each escaped again by D */
             if (end - at < 2 || (at[1] != '"' && at[1] != '\\')) return NULL;
             at += 2;
-            break;
-        case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-            at++;
-            break;
-        case 'u':
-            if (end - at < 5 || vrs__json_hex4(at + 1) < 0) return NULL;
-            at += 5;
-            break;
-        default:
-            return NULL;
+        } else {
+            size_t rest = vrs__json_escape_rest(at, end); /* D holds no raw quote: the letter is one of E's */
+            if (!rest) return NULL;
+            at += rest;
         }
     }
     return NULL;
@@ -1242,6 +1239,16 @@ typedef struct vrs__json_record {
     vrs__json_member *nested;
     int nested_capacity, nested_count;
 } vrs__json_record;
+
+/* A record of the top-level container's children into `members`, and of nothing nested. */
+static vrs__json_record vrs__json_record_of(vrs__json_member *members, int capacity) {
+    vrs__json_record record;
+    VRS_MEMSET(&record, 0, sizeof record);
+    record.members = members;
+    record.capacity = members ? capacity : 0;
+    record.nested_parent = -1;
+    return record;
+}
 
 static void vrs__json_record_member(vrs__json_member *list, int capacity, int *count, const char *key_start,
                                     const char *key_end, const char *value_start, const char *value_end) {
@@ -1362,13 +1369,8 @@ static int vrs__json_validate_recording(const char *text, size_t length, int max
 /* vrs__json_validate, also recording the top-level container's direct children. */
 static int vrs__json_validate_members(const char *text, size_t length, int max_depth, vrs__json_member *members,
                                       int capacity, int *count) {
-    vrs__json_record record;
-    int valid;
-    VRS_MEMSET(&record, 0, sizeof record);
-    record.members = members;
-    record.capacity = members ? capacity : 0;
-    record.nested_parent = -1;
-    valid = vrs__json_validate_recording(text, length, max_depth, 0, &record);
+    vrs__json_record record = vrs__json_record_of(members, capacity);
+    int valid = vrs__json_validate_recording(text, length, max_depth, 0, &record);
     if (count) *count = record.count;
     return valid;
 }
@@ -1592,15 +1594,15 @@ static int vrs__json_decode_step(const char **at, const char *end, char out[4]) 
 static int vrs__json_string_equals(vrs__json_slice string_token, const char *text) {
     const char *at, *end;
     char unit[4];
-    size_t matched = 0;
+    size_t matched = 0, text_length;
     int count, i;
     if (!text || !vrs__json_string_content(string_token, &at, &end)) return 0;
     /* An escape is always longer than what it stands for: a content as long as text matches
        only byte for byte with no escape in it, and a shorter one never. */
-    matched = strlen(text);
-    if ((size_t)(end - at) <= matched)
-        return (size_t)(end - at) == matched && memcmp(at, text, matched) == 0 && !memchr(at, '\\', matched);
-    matched = 0;
+    text_length = strlen(text);
+    if ((size_t)(end - at) <= text_length)
+        return (size_t)(end - at) == text_length && memcmp(at, text, text_length) == 0 &&
+               !memchr(at, '\\', text_length);
     for (;;) {
         const char *run = vrs__json_plain_run(at, end);
         size_t n = (size_t)(run - at);
@@ -2135,6 +2137,17 @@ static void vrs__chain_append(vrs__pool *pool, vrs__chain *chain, const void *by
     }
 }
 
+/* Takes `length` bytes at the end of the chain when the block it ends with holds them, and
+   returns where they start, for the caller to fill; NULL, taking nothing, otherwise. */
+static uint8_t *vrs__chain_extend_tail(vrs__pool *pool, vrs__chain *chain, size_t length) {
+    uint8_t *at;
+    if (chain->tail == VRS__NONE || VRS_BLOCK_SIZE - chain->tail_fill < length) return NULL;
+    at = pool->data + (size_t)chain->tail * VRS_BLOCK_SIZE + chain->tail_fill;
+    chain->tail_fill += (uint32_t)length;
+    chain->length += length;
+    return at;
+}
+
 /* Drops `length` bytes from the front, handing emptied blocks back. Returns blocks freed. */
 static uint32_t vrs__chain_consume(vrs__pool *pool, vrs__chain *chain, size_t length) {
     uint32_t freed = 0;
@@ -2470,57 +2483,44 @@ typedef struct vrs__piece { const void *bytes; size_t length; } vrs__piece;
 /* Queues a whole data or control frame, its payload given in pieces. */
 static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opcode, const vrs__piece *pieces,
                                     int count) {
-    size_t length = 0, header_length;
-    uint8_t header[10];
+    size_t length = 0, header_length, total;
+    uint8_t header[10], *out;
+    vrs__space space;
     int i;
-    vrs__chain *queue = &conn->outbound;
     for (i = 0; i < count; i++) length += pieces[i].length;
-    header_length = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10;
+    header_length = vrs__frame_header(header, opcode, length);
+    total = header_length + length;
     if (conn->state != VRS__OPEN || conn->dead) return VRS_ERROR_NOT_OPEN; /* a dropped client queues nothing more */
-    if (header_length + length > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
-    if (queue->tail != VRS__NONE && VRS_BLOCK_SIZE - queue->tail_fill >= header_length + length &&
-        queue->length + header_length + length <= (size_t)server->desc.send_queue_size) {
+    if (total > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
+    space = vrs__outbound_space(server, conn, total, 0);
+    while (space == VRS__SPACE_POOL_EMPTY && vrs__evict_largest_queue(server, conn))
+        space = vrs__outbound_space(server, conn, total, 0);
+    if (space != VRS__SPACE_OK) {
+        /* Its queue is full, or the pool is empty and no other queue is larger than its own:
+           this client is the one not reading, unless it has nothing queued at all. */
+        vrs_result refused = space == VRS__SPACE_POOL_EMPTY && conn->outbound.length == 0 ? VRS_ERROR_POOL_EXHAUSTED
+                                                                                          : VRS_ERROR_SLOW_CONSUMER;
+        vrs__log(server, refused == VRS_ERROR_SLOW_CONSUMER ? VRS_LOG_SLOW_CONSUMER : VRS_LOG_POOL_EXHAUSTED,
+                 conn->remote_address);
+        vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
+        vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+        return refused;
+    }
+    if ((out = vrs__chain_extend_tail(&server->pool, &conn->outbound, total)) != NULL) {
         /* The usual case while a step fans events out: the frame fits in the block the queue
            ends with, and is written there in one go. */
-        uint8_t *out = server->pool.data + (size_t)queue->tail * VRS_BLOCK_SIZE + queue->tail_fill;
-        out += vrs__frame_header(out, opcode, length);
+        VRS_MEMCPY(out, header, header_length);
+        out += header_length;
         for (i = 0; i < count; i++) {
             if (pieces[i].length) VRS_MEMCPY(out, pieces[i].bytes, pieces[i].length);
             out += pieces[i].length;
         }
-        queue->tail_fill += (uint32_t)(header_length + length);
-        queue->length += header_length + length;
-        vrs__mark_dirty(server, conn);
-        if (opcode == VRS__OP_TEXT || opcode == VRS__OP_BINARY) server->messages_sent++;
-        return VRS_OK;
+    } else {
+        vrs__chain_append(&server->pool, &conn->outbound, header, header_length);
+        for (i = 0; i < count; i++)
+            vrs__chain_append(&server->pool, &conn->outbound, pieces[i].bytes, pieces[i].length);
     }
-    while (vrs__outbound_space(server, conn, header_length + length, 0) == VRS__SPACE_POOL_EMPTY &&
-           vrs__evict_largest_queue(server, conn)) {
-    }
-    switch (vrs__outbound_space(server, conn, header_length + length, 0)) {
-    case VRS__SPACE_OK: break;
-    case VRS__SPACE_QUEUE_FULL:
-        vrs__log(server, VRS_LOG_SLOW_CONSUMER, conn->remote_address);
-        vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
-        vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
-        return VRS_ERROR_SLOW_CONSUMER;
-    case VRS__SPACE_POOL_EMPTY:
-        /* no other queue is larger than this one: this client is the one not reading */
-        if (conn->outbound.length > 0) {
-            vrs__log(server, VRS_LOG_SLOW_CONSUMER, conn->remote_address);
-            vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
-            vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
-            return VRS_ERROR_SLOW_CONSUMER;
-        }
-        vrs__log(server, VRS_LOG_POOL_EXHAUSTED, conn->remote_address);
-        vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
-        vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
-        return VRS_ERROR_POOL_EXHAUSTED;
-    }
-    vrs__frame_header(header, opcode, length);
-    vrs__queue_bytes(server, conn, header, header_length);
-    for (i = 0; i < count; i++)
-        if (pieces[i].length) vrs__queue_bytes(server, conn, pieces[i].bytes, pieces[i].length);
+    vrs__mark_dirty(server, conn);
     if (opcode == VRS__OP_TEXT || opcode == VRS__OP_BINARY) server->messages_sent++;
     return VRS_OK;
 }
@@ -3473,9 +3473,7 @@ static int vrs__decode_names(vrs__message *m, vrs__json_slice topic, vrs__json_s
 /* V2 text: [join_ref, ref, topic, event, payload, ...ignored] */
 static int vrs__decode_v2(const char *text, size_t length, vrs__message *m) {
     vrs__json_member items[5];
-    vrs__json_record record;
-    record.members = items;
-    record.capacity = 5;
+    vrs__json_record record = vrs__json_record_of(items, 5);
     record.nested_parent = 4;
     record.nested = m->payload_members;
     record.nested_capacity = VRS__PAYLOAD_MEMBERS;
@@ -3644,7 +3642,6 @@ static void vrs__reply_error(vrs_server *server, vrs__conn *conn, vrs__json_slic
     VRS__JW_LITERAL(&w, "}");
     vrs__reply(server, conn, join_ref, m, 0, w.buffer, w.length);
 }
-
 
 /* The channel's topic as JSON text, "room:<id>". The last room's is kept: a fan-out pushes
    to every peer of one room in a row. */
@@ -4261,46 +4258,53 @@ static int vrs__relay_slice_is(vrs__json_slice text, const char *literal, size_t
     return text.length == length && memcmp(text.start, literal, length) == 0;
 }
 
+/* vrs__relay_note_member for E read in escaped mode; 0 when the key has escapes of E's own
+   (the caller then reads E decoded, so that such a key means what it says). */
+static int vrs__relay_note_escaped_member(vrs__relay_event *e, vrs__json_slice key, vrs__json_slice value) {
+    vrs__json_slice name;
+    if (!vrs__relay_plain_escaped_string(key, &name)) return 0;
+    if (vrs__relay_slice_is(name, "type", 4)) {
+        e->type = value;
+        e->has_type = 1;
+    } else if (vrs__relay_slice_is(name, "to", 2)) {
+        e->to = value;
+        e->has_to = 1;
+    } else if (vrs__relay_slice_is(name, "data", 4)) {
+        e->data = value;
+        e->has_data = 1;
+    }
+    return 1;
+}
+
 /* The most frequent event, relayed without decoding D: a custom event (from a joined peer)
    whose top-level keys and type have no escapes, and whose E stands in D with only the escapes
    JSON.stringify writes. X passes on as D escapes it. 0: the event is not of that kind, and
    the caller reads it the ordinary way, which also gives every error its answer. */
 static int vrs__relay_custom_in_place(vrs_server *server, vrs__channel *channel, vrs__json_slice d) {
     vrs__json_member members[8];
-    vrs__json_record record;
-    vrs__json_slice x = vrs__slice("null", 4), to, name, text;
+    vrs__json_record record = vrs__json_record_of(members, 8);
+    vrs__relay_event e;
+    vrs__json_slice text;
     vrs__channel *target = NULL;
-    int i, is_custom = 0, has_to = 0;
+    int i;
     d = vrs__json_trim(d);
     if (!channel->relay_joined || d.length < 4 || d.start[1] != '{') return 0;
-    VRS_MEMSET(&record, 0, sizeof record);
-    record.members = members;
-    record.capacity = 8;
-    record.nested_parent = -1;
     if (!vrs__json_validate_recording(d.start + 1, d.length - 2, VRS__MAX_JSON_DEPTH, 1, &record) ||
         record.count > 8)
         return 0;
-    for (i = 0; i < record.count; i++) {
-        if (!vrs__relay_plain_escaped_string(members[i].key, &name)) return 0;
-        if (vrs__relay_slice_is(name, "type", 4)) {
-            is_custom = vrs__relay_plain_escaped_string(members[i].value, &text) &&
-                        vrs__relay_slice_is(text, "custom", 6);
-        } else if (vrs__relay_slice_is(name, "to", 2)) {
-            to = members[i].value;
-            has_to = 1;
-        } else if (vrs__relay_slice_is(name, "data", 4)) {
-            x = members[i].value;
-        }
-    }
-    if (!is_custom) return 0;
-    if (has_to) {
-        if (!vrs__relay_plain_escaped_string(to, &text) || text.length != 36) return 0;
+    VRS_MEMSET(&e, 0, sizeof e);
+    for (i = 0; i < record.count; i++)
+        if (!vrs__relay_note_escaped_member(&e, members[i].key, members[i].value)) return 0;
+    if (!e.has_type || !vrs__relay_plain_escaped_string(e.type, &text) || !vrs__relay_slice_is(text, "custom", 6))
+        return 0;
+    if (e.has_to) {
+        if (!vrs__relay_plain_escaped_string(e.to, &text) || text.length != 36) return 0;
         if (!(target = vrs__relay_find_peer(server, channel, text.start))) {
             vrs__relay_error(server, channel, "unknown target peer");
             return 1;
         }
     }
-    vrs__relay_send_custom(server, channel, target, x, 1);
+    vrs__relay_send_custom(server, channel, target, e.has_data ? e.data : vrs__slice("null", 4), 1);
     return 1;
 }
 

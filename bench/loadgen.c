@@ -933,6 +933,32 @@ static double core_busy(const unsigned long long b0[2], const unsigned long long
     return t1[cpu] > t0[cpu] ? (double)(b1[cpu] - b0[cpu]) / (double)(t1[cpu] - t0[cpu]) : -1.0;
 }
 
+/* One edge of the measured window: the CPU time each process used and waited for, each core's
+   busy and total time, the messages sent. Before it is taken: zeros, -1 where unknown. */
+typedef struct window_edge {
+    double generator_cpu, server_cpu, server_wait, generator_wait;
+    unsigned long long core_busy[2], core_total[2];
+    uint64_t messages;
+} window_edge;
+
+static window_edge window_edge_unknown(void) {
+    window_edge e;
+    memset(&e, 0, sizeof e);
+    e.server_cpu = e.server_wait = e.generator_wait = -1;
+    return e;
+}
+
+static window_edge window_edge_now(void) {
+    window_edge e;
+    e.generator_cpu = self_cpu();
+    e.server_cpu = server_cpu_schedstat();
+    core_times(e.core_busy, e.core_total);
+    e.server_wait = opt_server_pid ? wait_schedstat(opt_server_pid) : -1;
+    e.generator_wait = wait_schedstat(0);
+    e.messages = messages_sent;
+    return e;
+}
+
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
@@ -1274,14 +1300,13 @@ int main(int argc, char **argv) {
     {
         int64_t start = now_ns(), warm_end = start + (int64_t)(opt_warmup * 1e9),
                 measure_end = warm_end + (int64_t)(opt_seconds * 1e9), now;
-        double g0 = 0, g1 = 0, s0 = -1, s1 = -1, interval_ns = 0, next_send = (double)start;
+        double interval_ns = 0, next_send = (double)start;
         uint32_t rr = 0;
-        uint64_t m0 = 0, m1 = 0, skipped = 0, offered = 0;
-        unsigned long long cb0[2], ct0[2], cb1[2], ct1[2];
+        uint64_t skipped = 0, offered = 0;
+        window_edge w0 = window_edge_unknown(), w1 = window_edge_unknown();
         int64_t lag_max = 0;
         double lag_sum = 0;
         uint64_t lag_count = 0;
-        double sw0 = -1, sw1 = -1, gw0 = -1, gw1 = -1;
         int64_t measure_start = 0, measure_stop = 0, drain_deadline;
         int phase = 0; /* 0 warm-up, 1 measuring, 2 draining */
         if (opt_mode == MODE_LATENCY) interval_ns = 1e9 * (opt_peers - 1) / opt_rate;
@@ -1293,23 +1318,13 @@ int main(int argc, char **argv) {
                 phase = 1;
                 measuring = 1;
                 measure_start = now;
-                g0 = self_cpu();
-                s0 = server_cpu_schedstat();
-                core_times(cb0, ct0);
-                sw0 = opt_server_pid ? wait_schedstat(opt_server_pid) : -1;
-                gw0 = wait_schedstat(0);
-                m0 = messages_sent;
+                w0 = window_edge_now();
             } else if (phase == 1 && now >= measure_end) {
                 phase = 2;
                 measuring = 0;
                 sending = 0;
                 measure_stop = now;
-                g1 = self_cpu();
-                s1 = server_cpu_schedstat();
-                core_times(cb1, ct1);
-                sw1 = opt_server_pid ? wait_schedstat(opt_server_pid) : -1;
-                gw1 = wait_schedstat(0);
-                m1 = messages_sent;
+                w1 = window_edge_now();
                 break;
             }
             if (opt_mode == MODE_FANOUT) {
@@ -1342,12 +1357,7 @@ int main(int argc, char **argv) {
             if (error_count > 1000) {
                 if (phase == 1) {
                     measure_stop = now_ns();
-                    g1 = self_cpu();
-                    s1 = server_cpu_schedstat();
-                    core_times(cb1, ct1);
-                    sw1 = opt_server_pid ? wait_schedstat(opt_server_pid) : -1;
-                    gw1 = wait_schedstat(0);
-                    m1 = messages_sent;
+                    w1 = window_edge_now();
                 }
                 measuring = 0;
                 sending = 0;
@@ -1395,10 +1405,15 @@ int main(int argc, char **argv) {
                    "idle_rss_per_conn_bytes=%.0f verified=%d errors=%ld\n",
                    opt_mode == MODE_FANOUT ? "fanout" : "latency", opt_raw ? "tcp_relay" : "server", opt_rooms,
                    opt_peers, opt_size, opt_window, opt_idle, secs, (unsigned long long)measured_deliveries,
-                   measured_deliveries / secs, (double)(m1 - m0) / secs, measured_deliveries * (double)opt_size / secs / 1e6,
-                   measured_wire / secs / 1e6, s0 >= 0 && s1 >= 0 ? (s1 - s0) / secs : -1.0, (g1 - g0) / secs,
-                   core_busy(cb0, ct0, cb1, ct1, 0), core_busy(cb0, ct0, cb1, ct1, 1),
-                   sw0 >= 0 && sw1 >= 0 ? (sw1 - sw0) / secs : -1.0, gw0 >= 0 && gw1 >= 0 ? (gw1 - gw0) / secs : -1.0,
+                   measured_deliveries / secs, (double)(w1.messages - w0.messages) / secs,
+                   measured_deliveries * (double)opt_size / secs / 1e6, measured_wire / secs / 1e6,
+                   w0.server_cpu >= 0 && w1.server_cpu >= 0 ? (w1.server_cpu - w0.server_cpu) / secs : -1.0,
+                   (w1.generator_cpu - w0.generator_cpu) / secs,
+                   core_busy(w0.core_busy, w0.core_total, w1.core_busy, w1.core_total, 0),
+                   core_busy(w0.core_busy, w0.core_total, w1.core_busy, w1.core_total, 1),
+                   w0.server_wait >= 0 && w1.server_wait >= 0 ? (w1.server_wait - w0.server_wait) / secs : -1.0,
+                   w0.generator_wait >= 0 && w1.generator_wait >= 0 ? (w1.generator_wait - w0.generator_wait) / secs
+                                                                    : -1.0,
                    opt_mode == MODE_LATENCY ? opt_rate : 0.0, (unsigned long long)skipped,
                    percentile_us(samples, sample_count, 0.50), percentile_us(samples, sample_count, 0.99),
                    percentile_us(samples, sample_count, 0.999), percentile_us(samples, sample_count, 1.0),

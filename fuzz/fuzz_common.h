@@ -232,19 +232,24 @@ typedef struct fz_json {
     size_t event_count, event_capacity;
 } fz_json;
 
-FZ_FN void fz_json_record(fz_json *j, int kind, size_t start, size_t end) {
-    if (!j->events) return;
-    if (j->event_count == j->event_capacity) {
-        size_t capacity = j->event_capacity ? j->event_capacity * 2 : 64;
-        fz_json_event *grown = (fz_json_event *)realloc(j->events, capacity * sizeof *grown);
+/* Appends one event to a list that grows as needed. */
+FZ_FN void fz_events_push(fz_json_event **events, size_t *count, size_t *capacity, int kind, size_t start,
+                          size_t end) {
+    if (*count == *capacity) {
+        size_t grown_capacity = *capacity ? *capacity * 2 : 64;
+        fz_json_event *grown = (fz_json_event *)realloc(*events, grown_capacity * sizeof *grown);
         FZ_CHECK(grown != NULL);
-        j->events = grown;
-        j->event_capacity = capacity;
+        *events = grown;
+        *capacity = grown_capacity;
     }
-    j->events[j->event_count].kind = kind;
-    j->events[j->event_count].start = start;
-    j->events[j->event_count].end = end;
-    j->event_count++;
+    (*events)[*count].kind = kind;
+    (*events)[*count].start = start;
+    (*events)[*count].end = end;
+    ++*count;
+}
+
+FZ_FN void fz_json_record(fz_json *j, int kind, size_t start, size_t end) {
+    if (j->events) fz_events_push(&j->events, &j->event_count, &j->event_capacity, kind, start, end);
 }
 
 FZ_FN void fz_json_ws(fz_json *j) {

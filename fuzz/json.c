@@ -35,17 +35,8 @@ typedef struct walk_state {
 } walk_state;
 
 static void record(walk_state *w, int kind, const char *start, size_t length) {
-    if (w->count == w->capacity) {
-        size_t capacity = w->capacity ? w->capacity * 2 : 64;
-        fz_json_event *grown = (fz_json_event *)realloc(w->events, capacity * sizeof *grown);
-        FZ_CHECK(grown != NULL);
-        w->events = grown;
-        w->capacity = capacity;
-    }
-    w->events[w->count].kind = kind;
-    w->events[w->count].start = (size_t)(start - w->base);
-    w->events[w->count].end = (size_t)(start - w->base) + length;
-    w->count++;
+    size_t offset = (size_t)(start - w->base);
+    fz_events_push(&w->events, &w->count, &w->capacity, kind, offset, offset + length);
 }
 
 static int kind_code(vrs__json_kind kind) {

@@ -405,7 +405,7 @@ typedef struct vrs_desc {
                       void *user_data);
     int max_channels_per_socket; /* 100, as Phoenix; more: "too many channels joined" */
     int max_channels;          /* max_connections * 2 joined channels in all */
-    int max_rooms;             /* 256 rooms; more: "failed to start room" */
+    int max_rooms;             /* max_connections rooms; more: "failed to start room" */
     int max_peers_per_room;    /* 32 peer channels in one room; more: "room is full" */
     int max_room_id_size;      /* 64 bytes of room id; more (or empty): "invalid room id" */
     int max_metadata_size;     /* 1024 bytes of relay peer metadata; more: "metadata too large" */

@@ -24,11 +24,11 @@ build:
 build/echo_server: examples/echo_server.c $(HEADER) | build
 	$(CC) -std=c99 $(WARN) $(CFLAGS) $< -o $@
 
-build/demo_server: examples/demo_server.c $(HEADER) | build
+build/demo_server: examples/demo_server.c examples/web_files.h $(HEADER) | build
 	$(CC) -std=c99 $(WARN) $(CFLAGS) $(EVENTS) $< -o $@
 
 # The demo server under the sanitizers, for the end-to-end tests.
-build/demo_server_sanitized: examples/demo_server.c $(HEADER) | build
+build/demo_server_sanitized: examples/demo_server.c examples/web_files.h $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) $< -o $@
 
 # The test binary runs under AddressSanitizer and UndefinedBehaviorSanitizer, built twice: the
@@ -146,7 +146,7 @@ BENCH_CFLAGS = -O2 -g
 
 .PHONY: bench bench-build bench-quick bench-profile
 
-build/bench/demo_server: examples/demo_server.c $(HEADER)
+build/bench/demo_server: examples/demo_server.c examples/web_files.h $(HEADER)
 	@mkdir -p build/bench
 	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) $(EVENTS) $< -o $@
 

@@ -250,7 +250,9 @@ typedef enum vrs_log_level {
     X(PEER_JOINED, INFO, "peer joined a room")                                                    \
     X(PEER_LEFT, INFO, "peer left its room")                                                      \
     X(ROOM_TABLE_FULL, WARNING, "room table full: join answered \"failed to start room\"")        \
-    X(CHANNEL_TABLE_FULL, WARNING, "channel table full: join answered \"server is full\"")
+    X(CHANNEL_TABLE_FULL, WARNING, "channel table full: join answered \"server is full\"")        \
+    X(MEMORY_PLAN_TOO_LARGE, ERROR, "the description needs more memory than size_t can count")    \
+    X(RESPONSE_HEAD_TOO_LARGE, WARNING, "response head over 1024 bytes: not sent")
 
 typedef enum vrs_log_item {
 #define VRS__LOG_ENUM(name, level, text) VRS_LOG_##name,
@@ -267,8 +269,9 @@ VRS_API const char *vrs_log_item_name(vrs_log_item item);
 
 typedef struct vrs_server vrs_server;
 
-/* A connection: slot index + 1 in the low 20 bits, generation in the high 12. 0 is never valid. */
-typedef struct vrs_conn { uint32_t id; } vrs_conn;
+/* A connection: slot index + 1 in the low 21 bits, the slot's generation in the 43 above (see
+   CONCEPTS). 0 is never valid. Compare handles by .id; the layout is not part of the API. */
+typedef struct vrs_conn { uint64_t id; } vrs_conn;
 
 typedef enum vrs_message_type {
     VRS_MESSAGE_TEXT = 1,  /* the WebSocket opcodes, so they can be passed on as they are */
@@ -316,10 +319,9 @@ typedef struct vrs_upgrade_answer {
    Phoenix channels and rooms
    ------------------------------------------------------------------------------------------- */
 
-/* A room and a peer (one joined channel): slot index + 1 in the low 20 bits, generation in the
-   high 12. 0 is never valid. */
-typedef struct vrs_room { uint32_t id; } vrs_room;
-typedef struct vrs_peer { uint32_t id; } vrs_peer;
+/* A room and a peer (one joined channel): laid out as vrs_conn. 0 is never valid. */
+typedef struct vrs_room { uint64_t id; } vrs_room;
+typedef struct vrs_peer { uint64_t id; } vrs_peer;
 
 /* What the connect hook sees of a Phoenix socket connection. */
 typedef struct vrs_connect_info {
@@ -589,9 +591,13 @@ VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, voi
 #endif
 
 #define VRS__NONE 0xFFFFFFFFu
-#define VRS__INDEX_BITS 20
+/* Handles: slot index + 1 in the low VRS__INDEX_BITS, the slot's generation above. A slot
+   whose generation reaches VRS__GENERATION_LIMIT is retired, never handed out again, so that
+   no handle can ever name a later owner of its slot. */
+#define VRS__INDEX_BITS 21
 #define VRS__INDEX_MASK ((1u << VRS__INDEX_BITS) - 1u)
-#define VRS__MAX_CONNECTIONS ((int)VRS__INDEX_MASK - VRS_REJECT_SLOTS)
+#define VRS__GENERATION_LIMIT ((uint64_t)1 << (64 - VRS__INDEX_BITS))
+#define VRS__MAX_CONNECTIONS 1048575 /* the slots, with VRS_REJECT_SLOTS, stay below the mask */
 #define VRS__READ_BUFFER_SIZE 65536
 #define VRS__IOV_BATCH 64
 #define VRS__ACCEPT_BATCH 64
@@ -2221,10 +2227,11 @@ typedef enum vrs__state {
 } vrs__state;
 
 typedef struct vrs__conn {
+    uint64_t generation;     /* of the slot: bumped once for every new owner */
     int fd;
-    uint16_t generation;
     uint8_t state;
     uint8_t announced;       /* on_open was called, so on_close is owed */
+    uint8_t handle_ended;    /* on_close was called: the handle is stale, even while draining */
     uint8_t close_owed;      /* on_close is due at the end of this step */
     uint8_t shutdown_sent;   /* our side of TCP is closed */
     uint8_t dead;            /* release the socket at the end of this step */
@@ -2237,7 +2244,7 @@ typedef struct vrs__conn {
     uint16_t close_code;     /* sent or received: what on_close reports */
     uint8_t phoenix;         /* a Phoenix socket: messages go to its channels */
     uint8_t vsn;             /* its serializer: 1 (objects) or 2 (arrays, binary) */
-    uint16_t channel_count;
+    uint32_t channel_count;  /* as wide as max_channels_per_socket can be */
     uint32_t first_channel;  /* its channels, linked through next_in_conn */
     uint32_t active_position;
     uint32_t next_dirty;
@@ -2292,7 +2299,7 @@ struct vrs_server {
     size_t relay_inner_size, relay_outer_size, relay_decoded_size;
     size_t topic_json_length;
     size_t random_fill, random_used;
-    uint32_t topic_key;              /* the room (slot + 1 and generation) topic_json is for */
+    uint64_t topic_key;              /* the room handle topic_json is for; 0: none */
     int random_fd;
     char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
     uint8_t random_pool[512];
@@ -2314,32 +2321,53 @@ static int64_t vrs__clock_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void vrs__log(vrs_server *server, vrs_log_item item, const char *detail) {
+/* A log line through `logger` (VRS_DEFAULT_LOG when it has no function): also before a server
+   exists, for what is wrong with a description. */
+static void vrs__log_to(const vrs_logger *logger, vrs_log_item item, const char *detail) {
     char message[256];
     vrs_log_level level = vrs__log_item_level(item);
     if (detail && detail[0])
         snprintf(message, sizeof message, "%s (%s)", vrs__log_item_text(item), detail);
     else
         snprintf(message, sizeof message, "%s", vrs__log_item_text(item));
-    if (server->desc.logger.func)
-        server->desc.logger.func(level, item, message, server->desc.logger.user_data);
+    if (logger->func)
+        logger->func(level, item, message, logger->user_data);
     else
         VRS_DEFAULT_LOG(level, item, message);
 }
 
+static void vrs__log(vrs_server *server, vrs_log_item item, const char *detail) {
+    vrs__log_to(&server->desc.logger, item, detail);
+}
+
+/* Handle ids of every kind: what names slot `index` while its generation is `generation`. */
+static uint64_t vrs__handle_id(uint64_t generation, size_t index) {
+    return generation << VRS__INDEX_BITS | ((uint64_t)index + 1);
+}
+
+/* The slot a handle id names, counted from 1 (0: none), when its generation is still current. */
+static uint32_t vrs__handle_slot(uint64_t id) { return (uint32_t)(id & VRS__INDEX_MASK); }
+static int vrs__handle_is_current(uint64_t id, uint64_t generation) { return (id >> VRS__INDEX_BITS) == generation; }
+
+/* A slot's next owner gets the next generation; 0 when the slot must be retired instead. */
+static int vrs__next_generation(uint64_t *generation) {
+    *generation += 1;
+    return *generation < VRS__GENERATION_LIMIT;
+}
+
 static vrs_conn vrs__handle(const vrs_server *server, const vrs__conn *conn) {
     vrs_conn handle;
-    uint32_t index = (uint32_t)(conn - server->conns);
-    handle.id = (uint32_t)conn->generation << VRS__INDEX_BITS | (index + 1);
+    handle.id = vrs__handle_id(conn->generation, (size_t)(conn - server->conns));
     return handle;
 }
 
 static vrs__conn *vrs__lookup(vrs_server *server, vrs_conn handle) {
-    uint32_t index = (handle.id & VRS__INDEX_MASK);
+    uint32_t index = vrs__handle_slot(handle.id);
     vrs__conn *conn;
     if (!server || index == 0 || index > server->slot_count) return NULL;
     conn = &server->conns[index - 1];
-    if (conn->state == VRS__FREE || conn->generation != (handle.id >> VRS__INDEX_BITS)) return NULL;
+    if (conn->state == VRS__FREE || conn->handle_ended || !vrs__handle_is_current(handle.id, conn->generation))
+        return NULL;
     return conn;
 }
 
@@ -2534,29 +2562,35 @@ static vrs_result vrs__queue_frame(vrs_server *server, vrs__conn *conn, int opco
     return vrs__queue_pieces(server, conn, opcode, &piece, 1);
 }
 
-/* An HTTP response, after which the connection ends. */
-static void vrs__respond(vrs_server *server, vrs__conn *conn, int status, const char *content_type,
-                         const char *extra_headers, const void *body, size_t length, int send_body) {
-    char head[1024];
+/* An HTTP response, after which the connection ends. Returns 0, and sends nothing, when the
+   status line and headers do not fit VRS__RESPONSE_HEAD_SIZE: a body never goes without them. */
+#define VRS__RESPONSE_HEAD_SIZE 1024
+static int vrs__respond(vrs_server *server, vrs__conn *conn, int status, const char *content_type,
+                        const char *extra_headers, const void *body, size_t length, int send_body) {
+    char head[VRS__RESPONSE_HEAD_SIZE];
     int head_length = snprintf(head, sizeof head,
                                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lu\r\n"
                                "Connection: close\r\n%s\r\n",
                                status, vrs__http_reason(status), content_type, (unsigned long)length,
                                extra_headers ? extra_headers : "");
-    if (head_length < 0 || (size_t)head_length >= sizeof head) head_length = 0;
+    if (head_length < 0 || (size_t)head_length >= sizeof head) {
+        vrs__log(server, VRS_LOG_RESPONSE_HEAD_TOO_LARGE, conn->remote_address);
+        return 0;
+    }
     if (vrs__chain_blocks_needed(&conn->outbound, (size_t)head_length + (send_body ? length : 0)) <=
         server->pool.free_count) {
         vrs__queue_bytes(server, conn, head, (size_t)head_length);
         if (send_body && length) vrs__queue_bytes(server, conn, body, length);
     }
     vrs__finish(server, conn, 0);
+    return 1;
 }
 
 static void vrs__respond_error(vrs_server *server, vrs__conn *conn, int status, const char *extra_headers) {
     char body[64];
     int length = snprintf(body, sizeof body, "%d %s\n", status, vrs__http_reason(status));
-    vrs__respond(server, conn, status, "text/plain; charset=utf-8", extra_headers, body,
-                 length > 0 ? (size_t)length : 0, !conn->head_request);
+    (void)vrs__respond(server, conn, status, "text/plain; charset=utf-8", extra_headers, body,
+                       length > 0 ? (size_t)length : 0, !conn->head_request);
 }
 
 /* Whether the socket's readiness to write matters: only while bytes wait that it did not
@@ -2939,9 +2973,10 @@ static void vrs__handle_request(vrs_server *server, vrs__conn *conn, vrs_request
         VRS_MEMSET(&answer, 0, sizeof answer);
         if (server->desc.on_upgrade)
             server->desc.on_upgrade(server, vrs__handle(server, conn), request, &answer, server->desc.user_data);
-        if (answer.refuse_status) {
+        /* a response the hook sent with vrs_http_respond refuses the upgrade too */
+        if (answer.refuse_status || conn->state != VRS__READING_REQUEST) {
             vrs__log(server, VRS_LOG_UPGRADE_REFUSED, conn->remote_address);
-            vrs__respond_error(server, conn, answer.refuse_status, NULL);
+            if (conn->state == VRS__READING_REQUEST) vrs__respond_error(server, conn, answer.refuse_status, NULL);
             return;
         }
         if (answer.subprotocol && !vrs_request_offers_subprotocol(request, answer.subprotocol)) {
@@ -3053,7 +3088,7 @@ static vrs__conn *vrs__adopt(vrs_server *server, int fd, const struct sockaddr_s
                              int rejection) {
     uint32_t slot = server->free_slots[--server->free_slot_count];
     vrs__conn *conn = &server->conns[slot];
-    uint16_t generation = conn->generation;
+    uint64_t generation = conn->generation;
     VRS_MEMSET(conn, 0, sizeof *conn);
     conn->generation = generation;
     conn->fd = fd;
@@ -3105,7 +3140,8 @@ static void vrs__accept(vrs_server *server) {
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         rejection = server->open_count >= server->desc.max_connections;
-        if (rejection && server->rejection_count >= VRS_REJECT_SLOTS) {
+        /* free_slot_count is 0 only when retired slots (see VRS__GENERATION_LIMIT) took the last */
+        if ((rejection && server->rejection_count >= VRS_REJECT_SLOTS) || server->free_slot_count == 0) {
             close(fd); /* even the slots that answer 503 are busy */
             vrs__log(server, VRS_LOG_CONNECTIONS_FULL, "no slot left to answer: dropped");
             continue;
@@ -3133,8 +3169,7 @@ static void vrs__release(vrs_server *server, vrs__conn *conn) {
     server->conns[last].active_position = conn->active_position;
     conn->state = VRS__FREE;
     conn->fd = -1;
-    conn->generation = (uint16_t)((conn->generation + 1) & ((1u << (32 - VRS__INDEX_BITS)) - 1));
-    server->free_slots[server->free_slot_count++] = slot;
+    if (vrs__next_generation(&conn->generation)) server->free_slots[server->free_slot_count++] = slot;
 }
 
 /* The end-of-step pass: owed on_close calls, then sockets released. A callback may end other
@@ -3159,7 +3194,7 @@ static void vrs__attend(vrs_server *server) {
                     server->desc.on_close(server, vrs__handle(server, conn), conn->close_code,
                                           server->desc.user_data);
                 /* the handle is stale from here on, even while the socket drains */
-                conn->generation = (uint16_t)((conn->generation + 1) & ((1u << (32 - VRS__INDEX_BITS)) - 1));
+                conn->handle_ended = 1;
             }
             if (conn->dead && conn->state != VRS__FREE) {
                 conn->dead = 0;
@@ -3253,7 +3288,7 @@ static int vrs__make_peer_id(vrs_server *server, char out[37]) {
 #define VRS__INLINE_METADATA 96  /* metadata up to this size lives in the channel itself */
 
 typedef struct vrs__channel {
-    uint16_t generation;
+    uint64_t generation;
     uint8_t in_use;
     uint8_t relay_joined;
     uint8_t join_ref_length;   /* the join's join_ref as JSON text: "null" when it had none */
@@ -3271,7 +3306,7 @@ typedef struct vrs__channel {
 } vrs__channel;
 
 typedef struct vrs__room {
-    uint16_t generation;
+    uint64_t generation;
     uint8_t in_use;
     uint8_t closing;           /* the host closes it: its channels are going */
     uint16_t id_length;
@@ -3294,31 +3329,30 @@ static char *vrs__room_id(vrs_server *server, uint32_t room) {
 }
 
 static vrs__room *vrs__room_lookup(vrs_server *server, vrs_room handle) {
-    uint32_t index = handle.id & VRS__INDEX_MASK;
+    uint32_t index = vrs__handle_slot(handle.id);
     vrs__room *room;
     if (!server || index == 0 || index > (uint32_t)server->desc.max_rooms) return NULL;
     room = &server->rooms[index - 1];
-    return room->in_use && room->generation == (handle.id >> VRS__INDEX_BITS) ? room : NULL;
+    return room->in_use && vrs__handle_is_current(handle.id, room->generation) ? room : NULL;
 }
 
 static vrs__channel *vrs__channel_lookup(vrs_server *server, vrs_peer handle) {
-    uint32_t index = handle.id & VRS__INDEX_MASK;
+    uint32_t index = vrs__handle_slot(handle.id);
     vrs__channel *channel;
     if (!server || index == 0 || index > (uint32_t)server->desc.max_channels) return NULL;
     channel = &server->channels[index - 1];
-    return channel->in_use && channel->generation == (handle.id >> VRS__INDEX_BITS) ? channel : NULL;
+    return channel->in_use && vrs__handle_is_current(handle.id, channel->generation) ? channel : NULL;
 }
 
 static vrs_room vrs__room_handle(vrs_server *server, uint32_t room) {
     vrs_room handle;
-    handle.id = (uint32_t)server->rooms[room].generation << VRS__INDEX_BITS | (room + 1);
+    handle.id = vrs__handle_id(server->rooms[room].generation, room);
     return handle;
 }
 
 static vrs_peer vrs__peer_handle(vrs_server *server, const vrs__channel *channel) {
     vrs_peer handle;
-    handle.id = (uint32_t)channel->generation << VRS__INDEX_BITS |
-                ((uint32_t)(channel - server->channels) + 1);
+    handle.id = vrs__handle_id(channel->generation, (size_t)(channel - server->channels));
     return handle;
 }
 
@@ -3368,8 +3402,9 @@ static void vrs__room_destroy(vrs_server *server, uint32_t room) {
     while (*link != room) link = &server->rooms[*link].next_in_bucket;
     *link = r->next_in_bucket;
     r->in_use = 0;
-    r->generation = (uint16_t)((r->generation + 1) & 0xFFF);
-    server->free_rooms[server->free_room_count++] = room;
+    /* nothing cached for this room may reach the next room in its slot */
+    if (server->topic_key == vrs__room_handle(server, room).id) server->topic_key = 0;
+    if (vrs__next_generation(&r->generation)) server->free_rooms[server->free_room_count++] = room;
     server->room_count--;
 }
 
@@ -3647,7 +3682,7 @@ static void vrs__reply_error(vrs_server *server, vrs__conn *conn, vrs__json_slic
    to every peer of one room in a row. */
 static vrs__piece vrs__channel_topic(vrs_server *server, const vrs__channel *channel) {
     vrs__room *room = &server->rooms[channel->room];
-    uint32_t key = (uint32_t)room->generation << VRS__INDEX_BITS | (channel->room + 1);
+    uint64_t key = vrs__room_handle(server, channel->room).id;
     if (server->topic_key != key) {
         char topic[5 + 256];
         vrs__json_writer w;
@@ -3717,8 +3752,7 @@ static void vrs__channel_remove(vrs_server *server, vrs__channel *channel) {
     vrs__metadata_clear(server, channel);
     channel->in_use = 0;
     channel->relay_joined = 0;
-    channel->generation = (uint16_t)((channel->generation + 1) & 0xFFF);
-    server->free_channels[server->free_channel_count++] = index;
+    if (vrs__next_generation(&channel->generation)) server->free_channels[server->free_channel_count++] = index;
     server->channel_count--;
     vrs__log_peer(server, VRS_LOG_PEER_LEFT, channel);
     if (server->rooms[room].in_use && server->rooms[room].peer_count == 0) vrs__room_destroy(server, room);
@@ -3735,6 +3769,16 @@ static vrs__channel *vrs__channel_for_topic(vrs_server *server, vrs__conn *conn,
             return channel;
     }
     return NULL;
+}
+
+/* A room id is 1 to max_room_id_size bytes with no control character: "admins\u0000x" must
+   not pass for "admins" in vrs_room_name, log lines or the host's C strings. */
+static int vrs__room_id_is_valid(const vrs_server *server, const char *id, size_t length) {
+    size_t i;
+    if (length == 0 || length > (size_t)server->desc.max_room_id_size) return 0;
+    for (i = 0; i < length; i++)
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7F) return 0;
+    return 1;
 }
 
 static int vrs__copy_ref(char *out, uint8_t *out_length, vrs__json_slice ref) {
@@ -3765,9 +3809,9 @@ static void vrs__join(vrs_server *server, vrs__conn *conn, const vrs__message *m
     }
     if (m->join_ref.length > VRS__REF_MAX || (vrs__json_is_null(m->join_ref) && m->ref.length > VRS__REF_MAX)) {
         vrs__reply_error(server, conn, m->join_ref, m, "join_ref too long");
-    } else if (m->topic_length < 0 || room_id_length == 0 || room_id_length > (size_t)server->desc.max_room_id_size) {
+    } else if (m->topic_length < 0 || !vrs__room_id_is_valid(server, room_id, room_id_length)) {
         vrs__reply_error(server, conn, m->join_ref, m, "invalid room id");
-    } else if (conn->channel_count >= server->desc.max_channels_per_socket) {
+    } else if (conn->channel_count >= (uint32_t)server->desc.max_channels_per_socket) {
         vrs__reply_error(server, conn, m->join_ref, m, "too many channels joined");
     } else if (server->free_channel_count == 0) {
         vrs__log(server, VRS_LOG_CHANNEL_TABLE_FULL, conn->remote_address);
@@ -3961,14 +4005,17 @@ static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vr
     token_length = vrs__auth_token(request, token, sizeof token);
     if (server->desc.on_connect) {
         vrs_connect_info info;
+        int refused;
         info.request = request;
         info.origin = vrs_request_header(request, "Origin");
         info.remote_address = conn->remote_address;
         info.auth_token = token_length >= 0 ? token : NULL;
         info.auth_token_length = token_length >= 0 ? (size_t)token_length : 0;
-        if (server->desc.on_connect(server, vrs__handle(server, conn), &info, server->desc.user_data) != 0) {
+        refused = server->desc.on_connect(server, vrs__handle(server, conn), &info, server->desc.user_data);
+        /* a response the hook sent with vrs_http_respond refuses the socket too */
+        if (refused != 0 || conn->state != VRS__READING_REQUEST) {
             vrs__log(server, VRS_LOG_CONNECT_REFUSED, conn->remote_address);
-            vrs__respond_error(server, conn, 403, NULL);
+            if (conn->state == VRS__READING_REQUEST) vrs__respond_error(server, conn, 403, NULL);
             return;
         }
     }
@@ -4595,7 +4642,9 @@ static vrs_desc vrs__resolve_defaults(const vrs_desc *given) {
     d.close_timeout_ms = vrs__default(d.close_timeout_ms, 5000);
     if (!d.socket_path) d.socket_path = "/socket";
     d.max_channels_per_socket = vrs__default(d.max_channels_per_socket, 100);
-    d.max_channels = vrs__default(d.max_channels, d.max_connections * 2);
+    if (d.max_channels == 0) /* twice the connections, as many as the table can hold */
+        d.max_channels = d.max_connections > 0 && d.max_connections <= (int)(VRS__INDEX_MASK / 2)
+                             ? d.max_connections * 2 : (int)VRS__INDEX_MASK;
     d.max_rooms = vrs__default(d.max_rooms, d.max_connections);
     d.max_peers_per_room = vrs__default(d.max_peers_per_room, 32);
     d.max_room_id_size = vrs__default(d.max_room_id_size, 64);
@@ -4631,30 +4680,49 @@ typedef struct vrs__layout {
     size_t relay_inner_size, relay_outer_size, relay_decoded_size;
     uint32_t slot_count, block_count, bucket_count;
     size_t assembly_size;
+    int fits;                  /* 0: some size passed SIZE_MAX (32-bit size_t): the plan is void */
 } vrs__layout;
 
-static size_t vrs__align(size_t offset, size_t alignment) {
-    return (offset + alignment - 1) / alignment * alignment;
+/* Size arithmetic that cannot wrap: a result past SIZE_MAX clears *fits (and gives 0). */
+static size_t vrs__size_add(size_t a, size_t b, int *fits) {
+    if (a > (size_t)-1 - b) {
+        *fits = 0;
+        return 0;
+    }
+    return a + b;
+}
+
+static size_t vrs__size_mul(size_t a, size_t b, int *fits) {
+    if (b != 0 && a > (size_t)-1 / b) {
+        *fits = 0;
+        return 0;
+    }
+    return a * b;
+}
+
+static size_t vrs__size_max(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Places `count` items of `size` bytes at the next multiple of `alignment` after *at; returns
+   their offset and moves *at past them. */
+static size_t vrs__place(size_t *at, size_t count, size_t size, size_t alignment, int *fits) {
+    size_t offset = vrs__size_mul(vrs__size_add(*at, alignment - 1, fits) / alignment, alignment, fits);
+    *at = vrs__size_add(offset, vrs__size_mul(count, size, fits), fits);
+    return offset;
 }
 
 static vrs__layout vrs__plan(const vrs_desc *d) {
     vrs__layout l;
-    size_t at = vrs__align(sizeof(vrs_server), 64);
+    size_t at = sizeof(vrs_server);
+    int *fits = &l.fits;
+    l.fits = 1;
     l.slot_count = (uint32_t)d->max_connections + VRS_REJECT_SLOTS;
     l.block_count = (uint32_t)((size_t)d->buffer_pool_size / VRS_BLOCK_SIZE);
-    l.assembly_size = (size_t)d->max_message_size > (size_t)d->max_request_size + 1
-                          ? (size_t)d->max_message_size
-                          : (size_t)d->max_request_size + 1;
-    l.conns = at;
-    at = vrs__align(at + l.slot_count * sizeof(vrs__conn), 64);
-    l.free_slots = at;
-    at = vrs__align(at + l.slot_count * sizeof(uint32_t), 64);
-    l.active = at;
-    at = vrs__align(at + l.slot_count * sizeof(uint32_t), 64);
-    l.pollfds = at;
-    at = vrs__align(at + (l.slot_count + 1) * sizeof(struct pollfd), 64);
-    l.pool_next = at;
-    at = vrs__align(at + l.block_count * sizeof(uint32_t), 64);
+    l.assembly_size = vrs__size_max((size_t)d->max_message_size, vrs__size_add((size_t)d->max_request_size, 1, fits));
+    l.conns = vrs__place(&at, l.slot_count, sizeof(vrs__conn), 64, fits);
+    l.free_slots = vrs__place(&at, l.slot_count, sizeof(uint32_t), 64, fits);
+    l.active = vrs__place(&at, l.slot_count, sizeof(uint32_t), 64, fits);
+    l.pollfds = vrs__place(&at, (size_t)l.slot_count + 1, sizeof(struct pollfd), 64, fits);
+    l.pool_next = vrs__place(&at, l.block_count, sizeof(uint32_t), 64, fits);
     /* Phoenix: channel and room tables, and the buffers that build outgoing messages. The
        relay's largest event is peerAccepted, listing every peer with its metadata; a JSON
        string holding an event is at most twice its size (only " and \\ are escaped). */
@@ -4663,42 +4731,46 @@ static vrs__layout vrs__plan(const vrs_desc *d) {
     if (d->disable_phoenix) {
         l.relay_decoded_size = l.relay_inner_size = l.relay_outer_size = 0;
     } else {
-        size_t listing = (size_t)d->max_peers_per_room * ((size_t)d->max_metadata_size + 80) + 256;
+        size_t peer = vrs__size_add((size_t)d->max_metadata_size, 80, fits);
+        size_t listing = vrs__size_add(vrs__size_mul((size_t)d->max_peers_per_room, peer, fits), 256, fits);
         l.relay_decoded_size = (size_t)d->max_message_size;
-        l.relay_inner_size = (size_t)d->max_message_size + 256 > listing ? (size_t)d->max_message_size + 256 : listing;
-        l.relay_outer_size = 2 * l.relay_inner_size + 16 + VRS__PUSH_HEAD_ROOM + 2;
+        l.relay_inner_size = vrs__size_max(vrs__size_add((size_t)d->max_message_size, 256, fits), listing);
+        l.relay_outer_size = vrs__size_add(vrs__size_mul(2, l.relay_inner_size, fits), 16 + VRS__PUSH_HEAD_ROOM + 2, fits);
     }
-    l.channels = at;
-    at = vrs__align(at + (size_t)d->max_channels * sizeof(vrs__channel), 64);
-    l.free_channels = at;
-    at = vrs__align(at + (size_t)d->max_channels * sizeof(uint32_t), 64);
-    l.rooms = at;
-    at = vrs__align(at + (size_t)d->max_rooms * sizeof(vrs__room), 64);
-    l.free_rooms = at;
-    at = vrs__align(at + (size_t)d->max_rooms * sizeof(uint32_t), 64);
-    l.room_buckets = at;
-    at = vrs__align(at + (size_t)l.bucket_count * sizeof(uint32_t), 64);
-    l.room_ids = at;
-    at = vrs__align(at + (size_t)d->max_rooms * ((size_t)d->max_room_id_size + 1), 64);
-    l.relay_inner = at;
-    at = vrs__align(at + l.relay_inner_size, 64);
-    l.relay_outer = at;
-    at = vrs__align(at + l.relay_outer_size, 64);
-    l.relay_decoded = at;
-    at = vrs__align(at + l.relay_decoded_size, 64);
-    l.read_buffer = at;
-    at = vrs__align(at + VRS__READ_BUFFER_SIZE, 64);
-    l.assembly = at;
-    at = vrs__align(at + l.assembly_size, 4096);
-    l.pool_data = at;
-    at += (size_t)l.block_count * VRS_BLOCK_SIZE;
-    l.total = at + 4096; /* room to align the block's start to a page */
+    l.channels = vrs__place(&at, (size_t)d->max_channels, sizeof(vrs__channel), 64, fits);
+    l.free_channels = vrs__place(&at, (size_t)d->max_channels, sizeof(uint32_t), 64, fits);
+    l.rooms = vrs__place(&at, (size_t)d->max_rooms, sizeof(vrs__room), 64, fits);
+    l.free_rooms = vrs__place(&at, (size_t)d->max_rooms, sizeof(uint32_t), 64, fits);
+    l.room_buckets = vrs__place(&at, l.bucket_count, sizeof(uint32_t), 64, fits);
+    l.room_ids = vrs__place(&at, (size_t)d->max_rooms, (size_t)d->max_room_id_size + 1, 64, fits);
+    l.relay_inner = vrs__place(&at, l.relay_inner_size, 1, 64, fits);
+    l.relay_outer = vrs__place(&at, l.relay_outer_size, 1, 64, fits);
+    l.relay_decoded = vrs__place(&at, l.relay_decoded_size, 1, 64, fits);
+    l.read_buffer = vrs__place(&at, VRS__READ_BUFFER_SIZE, 1, 64, fits);
+    l.assembly = vrs__place(&at, l.assembly_size, 1, 64, fits);
+    l.pool_data = vrs__place(&at, l.block_count, VRS_BLOCK_SIZE, 4096, fits);
+    l.total = vrs__size_add(at, 4096, fits); /* room to align the block's start to a page */
     return l;
+}
+
+/* The plan for a valid description, or 0 with a log line when it does not fit size_t. */
+static size_t vrs__planned_size(const vrs_desc *d, vrs__layout *l) {
+    *l = vrs__plan(d);
+    if (!l->fits) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "max_message_size %d, max_peers_per_room %d, max_metadata_size %d, max_connections %d",
+                 d->max_message_size, d->max_peers_per_room, d->max_metadata_size, d->max_connections);
+        vrs__log_to(&d->logger, VRS_LOG_MEMORY_PLAN_TOO_LARGE, detail);
+        return 0;
+    }
+    return l->total;
 }
 
 VRS_API size_t vrs_memory_size(const vrs_desc *desc) {
     vrs_desc d = vrs__resolve_defaults(desc);
-    return vrs__desc_is_valid(&d) ? vrs__plan(&d).total : 0;
+    vrs__layout l;
+    return vrs__desc_is_valid(&d) ? vrs__planned_size(&d, &l) : 0;
 }
 
 static void *vrs__default_alloc(size_t size, void *user_data) {
@@ -4772,7 +4844,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     if (!desc) return VRS_ERROR_INVALID_ARGUMENT;
     d = vrs__resolve_defaults(desc);
     if (!vrs__desc_is_valid(&d)) return VRS_ERROR_INVALID_ARGUMENT;
-    l = vrs__plan(&d);
+    if (vrs__planned_size(&d, &l) == 0) return VRS_ERROR_INVALID_ARGUMENT;
     if (d.memory) {
         if (d.memory_size < l.total) return VRS_ERROR_OUT_OF_MEMORY;
         base = VRS__CAST(uint8_t *, d.memory);
@@ -5090,12 +5162,15 @@ VRS_API vrs_result vrs_http_respond(vrs_server *server, vrs_conn handle, int sta
     if (!conn) return VRS_ERROR_INVALID_CONNECTION;
     if (conn->state != VRS__READING_REQUEST) return VRS_ERROR_NOT_OPEN;
     if (status < 100 || status > 999) return VRS_ERROR_INVALID_ARGUMENT;
-    if (length + 1024 > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
-    if (vrs__chain_blocks_needed(&conn->outbound, length + 1024) > server->pool.free_count)
+    if ((size_t)server->desc.send_queue_size < VRS__RESPONSE_HEAD_SIZE ||
+        length > (size_t)server->desc.send_queue_size - VRS__RESPONSE_HEAD_SIZE)
+        return VRS_ERROR_TOO_LARGE;
+    if (vrs__chain_blocks_needed(&conn->outbound, length + VRS__RESPONSE_HEAD_SIZE) > server->pool.free_count)
         return VRS_ERROR_POOL_EXHAUSTED;
-    vrs__respond(server, conn, status, content_type ? content_type : "application/octet-stream",
-                 extra_headers, body, length, !conn->head_request);
-    return VRS_OK;
+    return vrs__respond(server, conn, status, content_type ? content_type : "application/octet-stream",
+                        extra_headers, body, length, !conn->head_request)
+               ? VRS_OK
+               : VRS_ERROR_TOO_LARGE;
 }
 
 VRS_API void *vrs_conn_user_data(vrs_server *server, vrs_conn handle) {

@@ -497,7 +497,7 @@ PX_FN int px_is_uuid_v4(const char *id) {
 
 typedef struct px_call {
     char kind;            /* C created, J joined, M media event, L left, D destroyed */
-    uint32_t room, peer;
+    uint64_t room, peer;  /* handle ids */
     void *room_user_data, *peer_user_data; /* as the callback found them */
     int peer_count;       /* vrs_room_peer_count during the call */
     int consistent;       /* vrs_peer_room(peer) was the room */
@@ -1778,7 +1778,9 @@ TEST(phoenix, logic_callback_order) {
     CHECK_EQ_STR(px_kinds(), "CJJMMLLD");
     for (i = 0; i < px_recorder.count; i++) {
         px_call *call = &px_recorder.calls[i];
-        if (call->room != r.id) VRS_TEST_FAIL("call %d (%c): room %u, expected %u", i, call->kind, call->room, r.id);
+        if (call->room != r.id)
+            VRS_TEST_FAIL("call %d (%c): room %llu, expected %llu", i, call->kind,
+                          (unsigned long long)call->room, (unsigned long long)r.id);
         if (!call->consistent) VRS_TEST_FAIL("call %d (%c): vrs_peer_room disagrees", i, call->kind);
     }
     CHECK_EQ_INT(px_recorder.calls[1].peer, pa.id);

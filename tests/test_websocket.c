@@ -1404,7 +1404,7 @@ TEST(websocket, slow_consumer_is_closed_alone) {
         echoes++;
         if (!saw_pollout) {
 #ifdef VRS_USE_EPOLL
-            saw_pollout = ts->server->conns[(slow_conn.id & VRS__INDEX_MASK) - 1].watching_write;
+            saw_pollout = ts->server->conns[vrs__handle_slot(slow_conn.id) - 1].watching_write;
 #else
             struct pollfd fds[TS_POLL_CAPACITY];
             int k, n = vrs_poll_fds(ts->server, fds, TS_POLL_CAPACITY);
@@ -1472,12 +1472,12 @@ TEST(websocket, stale_handle_after_close) {
     next = ts_ws_connect(ts);
     REQUIRE(next);
     CHECK(next->conn.id != old.id);
-    CHECK_EQ_INT(next->conn.id & 0xFFFFF, old.id & 0xFFFFF); /* same slot */
+    CHECK_EQ_INT(vrs__handle_slot(next->conn.id), vrs__handle_slot(old.id)); /* same slot */
     CHECK_EQ_INT(vrs_send_text(ts->server, old, "not for you", 11), VRS_ERROR_INVALID_CONNECTION);
     CHECK(ts_client_quiet(next, 20));
     none.id = 0;
     CHECK_EQ_INT(vrs_send_text(ts->server, none, "x", 1), VRS_ERROR_INVALID_CONNECTION);
-    none.id = 0xFFFFF;
+    none.id = VRS__INDEX_MASK; /* a slot past the table */
     CHECK_EQ_INT(vrs_send_text(ts->server, none, "x", 1), VRS_ERROR_INVALID_CONNECTION);
     CHECK(ws_close_cleanly(next));
     WS_END(ts);

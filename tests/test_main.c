@@ -10,6 +10,7 @@
 #include "test_websocket.c"
 #include "test_json.c"
 #include "test_phoenix.c"
+#include "test_hardening.c"
 #include "test_faults.c"
 #include "test_fuzz_regressions.c"
 

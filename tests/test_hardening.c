@@ -220,9 +220,9 @@ TEST(hardening, memory_plan_never_wraps) {
         CHECK_EQ_INT(hd_log_counts[VRS_LOG_MEMORY_PLAN_TOO_LARGE], 4);
     } else {
         /* assembly, decoded copy and the relay's inner and outer buffers: each at least one message */
-        CHECK((unsigned long long)a >= 5ull * 0x7FFFFFFF);
+        CHECK(a / 5 >= (size_t)0x7FFFFFFF);
         /* the listing of 65,536 peers with 65,535 bytes of metadata each, inner and outer */
-        CHECK((unsigned long long)b >= 3ull * 65536 * 65535);
+        CHECK(b / 3 >= (size_t)65536 * 65535);
         CHECK_EQ_INT(hd_log_counts[VRS_LOG_MEMORY_PLAN_TOO_LARGE], 0);
     }
 }
@@ -238,8 +238,7 @@ TEST(hardening, max_connections_1048575_accepted) {
     CHECK(vrs__desc_is_valid(&resolved));
     CHECK_EQ_INT(resolved.max_channels, 2 * 1048575);
     CHECK_EQ_INT(resolved.max_rooms, 1048575);
-    if (SIZE_MAX > 0xFFFFFFFFu) CHECK(vrs_memory_size(&desc) > (size_t)1048575 * sizeof(vrs__conn));
-    else CHECK(vrs_memory_size(&desc) == 0 && hd_log_counts[VRS_LOG_MEMORY_PLAN_TOO_LARGE] == 1);
+    CHECK(vrs_memory_size(&desc) > (size_t)1048575 * sizeof(vrs__conn)); /* 32-bit too: about 3.5 GB */
     CHECK_EQ_INT(vrs_memory_size(&over), 0);
     desc.max_channels = (int)VRS__INDEX_MASK + 1; /* more than a handle can name */
     CHECK_EQ_INT(vrs_memory_size(&desc), 0);

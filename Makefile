@@ -40,7 +40,8 @@ build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
 build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
-test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke static-files-test
+test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke static-files-test \
+      demo-hardening-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -93,6 +94,15 @@ echo: build/echo_server
 
 clean:
 	rm -rf build
+
+# ---- hardening ------------------------------------------------------------------------------
+# The demo server (under the sanitizers) against out-of-range options, a FIFO under its web
+# root, and the relay's topic cache after 4,096 rooms through one room slot, driven by Python's
+# websockets (a few seconds).
+.PHONY: demo-hardening-test
+
+demo-hardening-test: build/demo_server_sanitized
+	$(PYTHON) tests/demo_hardening_test.py build/demo_server_sanitized
 
 # ---- fuzz ----------------------------------------------------------------------------------
 # Coverage-guided fuzzing with libFuzzer (clang -fsanitize=fuzzer) under AddressSanitizer and

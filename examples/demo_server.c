@@ -13,6 +13,8 @@
 #include "../videoroom_signal.h"
 #include "web_files.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,24 +94,38 @@ static void usage(void) {
             "usage: demo_server [options]\n"
             "  --host H                 address to listen on (default 127.0.0.1; :: for all)\n"
             "  --port P                 port (default 4000)\n"
-            "  --max-connections N      open connections (default 1024)\n"
+            "  --max-connections N      open connections (default 1024, at most 1048575)\n"
             "  --max-rooms N            rooms (default: max-connections)\n"
             "  --max-peers N            peers in one room (default 32)\n"
             "  --max-message BYTES      largest message (default 65536)\n"
             "  --send-queue BYTES       bytes queued for one client at most; a slower one is\n"
             "                           closed with 1013 (default 262144, at least 256)\n"
-            "  --idle-timeout SECONDS   close silent clients after (default 60)\n"
-            "  --handshake-timeout SECONDS  drop unfinished requests after (default 10)\n"
+            "  --idle-timeout SECONDS   close silent clients after (default 60, at most 86400)\n"
+            "  --handshake-timeout SECONDS  drop unfinished requests after (default 10, at most 86400)\n"
             "  --origin URL             allow this Origin (repeatable; default: any)\n"
             "  --web-root DIR           the page's folder (default examples/web)\n"
             "  --ice-server URL[,USER,CREDENTIAL]  STUN/TURN server for the page (repeatable)\n");
 }
 
-static int parse_number(const char *text, int *out) {
+/* A decimal number from `low` to `high`; checked before anything multiplies it. */
+static int parse_number(const char *text, long low, long high, int *out) {
     char *end;
-    long value = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || value <= 0 || value > 0x7FFFFFFF) return 0;
+    long value;
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno != 0 || value < low || value > high) {
+        fprintf(stderr, "demo_server: %s is not a number from %ld to %ld\n", text, low, high);
+        return 0;
+    }
     *out = (int)value;
+    return 1;
+}
+
+/* Seconds, up to a day, as the milliseconds the description takes. */
+static int parse_seconds(const char *text, int *milliseconds) {
+    int seconds;
+    if (!parse_number(text, 1, 86400, &seconds)) return 0;
+    *milliseconds = seconds * 1000;
     return 1;
 }
 
@@ -137,7 +153,7 @@ int main(int argc, char **argv) {
     vrs_desc desc;
     vrs_server *server = NULL;
     vrs_result result;
-    int i, seconds, connections, allowed, ice_servers = 0, web_root_is_default = 1;
+    int i, connections, allowed, ice_servers = 0, web_root_is_default = 1;
     unsigned long descriptor_limit;
     memset(&desc, 0, sizeof desc);
     desc.logger.func = print_log;
@@ -153,23 +169,21 @@ int main(int argc, char **argv) {
         } else if (strcmp(option, "--host") == 0) {
             desc.host = value;
         } else if (strcmp(option, "--port") == 0) {
-            ok = parse_number(value, &desc.port);
+            ok = parse_number(value, 1, 65535, &desc.port);
         } else if (strcmp(option, "--max-connections") == 0) {
-            ok = parse_number(value, &desc.max_connections);
+            ok = parse_number(value, 1, 1048575, &desc.max_connections); /* the header's limit */
         } else if (strcmp(option, "--max-rooms") == 0) {
-            ok = parse_number(value, &desc.max_rooms);
+            ok = parse_number(value, 1, 2097151, &desc.max_rooms);
         } else if (strcmp(option, "--max-peers") == 0) {
-            ok = parse_number(value, &desc.max_peers_per_room);
+            ok = parse_number(value, 1, INT_MAX, &desc.max_peers_per_room);
         } else if (strcmp(option, "--max-message") == 0) {
-            ok = parse_number(value, &desc.max_message_size);
+            ok = parse_number(value, 1, INT_MAX, &desc.max_message_size);
         } else if (strcmp(option, "--send-queue") == 0) {
-            ok = parse_number(value, &desc.send_queue_size) && desc.send_queue_size >= 256;
+            ok = parse_number(value, 256, INT_MAX, &desc.send_queue_size);
         } else if (strcmp(option, "--idle-timeout") == 0) {
-            ok = parse_number(value, &seconds) && seconds <= 86400;
-            desc.idle_timeout_ms = seconds * 1000;
+            ok = parse_seconds(value, &desc.idle_timeout_ms);
         } else if (strcmp(option, "--handshake-timeout") == 0) {
-            ok = parse_number(value, &seconds) && seconds <= 86400;
-            desc.handshake_timeout_ms = seconds * 1000;
+            ok = parse_seconds(value, &desc.handshake_timeout_ms);
         } else if (strcmp(option, "--web-root") == 0) {
             web_root = value;
             web_root_is_default = 0;

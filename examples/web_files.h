@@ -61,10 +61,12 @@ static int is_plain_path(const char *path, size_t length) {
 }
 
 /* Opens a file below the web root one path segment at a time, refusing a symbolic link at
-   any depth: O_NOFOLLOW on the whole path would only guard its last segment. Returns the
-   descriptor, or -1. */
+   any depth: O_NOFOLLOW on the whole path would only guard its last segment. O_NONBLOCK
+   because opening a FIFO (or a device) would otherwise wait, and the whole server with it,
+   before fstat could refuse what is not a regular file. Returns the descriptor, or -1. */
 static int open_below_web_root(const char *path, size_t length) {
     char segment[256];
+    const int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
     int directory = open(web_root, O_RDONLY | O_DIRECTORY), fd = -1;
     size_t at = 1; /* after the leading '/' */
     while (directory >= 0) {
@@ -75,7 +77,7 @@ static int open_below_web_root(const char *path, size_t length) {
         if (end - at >= sizeof segment) break;
         memcpy(segment, path + at, end - at);
         segment[end - at] = '\0';
-        fd = openat(directory, segment, O_RDONLY | O_NOFOLLOW | (last ? 0 : O_DIRECTORY));
+        fd = openat(directory, segment, flags | (last ? 0 : O_DIRECTORY));
         close(directory);
         directory = -1;
         if (fd < 0 || last) break;

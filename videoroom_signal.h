@@ -56,9 +56,14 @@
      vrs_memory_size) or from desc.allocator (default malloc/free). Nothing is allocated
      afterwards: every table has a fixed capacity, and a full table is an answer (HTTP 503, a
      close code, an error result), never a crash.
-   - Connections are vrs_conn handles: a slot index and a generation. A handle kept after its
-     connection closed is detected as stale (VRS_ERROR_INVALID_CONNECTION) and never reaches
-     the connection that reuses the slot.
+   - Connections, rooms and peers are handles (vrs_conn, vrs_room, vrs_peer): 64 bits holding a
+     slot index and the slot's generation, which goes up by one for every new owner of the
+     slot. A handle kept after its owner went is detected as stale (VRS_ERROR_INVALID_CONNECTION,
+     or an empty answer) and never reaches a later owner of the slot: the generation has 43
+     bits, 2^43 (8.8 trillion) owners of one slot, 102 days at one new owner every microsecond
+     (a connection, or a join and a leave, costs more than that); a slot whose generation runs
+     out is retired, never handed out again, instead of wrapping. Nothing the server keeps for
+     an owner, cached or not, outlives it into the slot's next owner.
    - Events arrive as callbacks from inside vrs_step (never from inside another vrs_ call), with
      desc.user_data. Inside a callback the host may call any vrs_ function except
      vrs_step/vrs_process/vrs_destroy.
@@ -73,7 +78,8 @@
      GET over HTTP/1.1 with Host, "websocket" in Upgrade, "upgrade" in Connection and a
      Sec-WebSocket-Key of 16 bytes in base64, or it gets 400; a Sec-WebSocket-Version other
      than 13 gets 426 with "Sec-WebSocket-Version: 13". Then desc.on_upgrade may refuse (any
-     4xx/5xx) or pick a subprotocol the client offered. Other requests go to desc.on_http, which
+     4xx/5xx, or a response of its own sent with vrs_http_respond) or pick a subprotocol the
+     client offered. Other requests go to desc.on_http, which
      answers with vrs_http_respond; without it they get 404. Every error response carries
      "Connection: close" and a short body, and the connection closes once it is sent.
    - Frames: client frames must be masked; reserved bits, unknown opcodes, control frames over
@@ -103,10 +109,13 @@
      (403), then vsn (absent or 1.0.x: V1 objects; 2.0.x: V2 arrays and binary frames; other:
      403), then desc.on_connect (nonzero: 403; it sees the query parameters and the Phoenix 1.8
      auth token sent as "base64url.bearer.phx.<token>" in Sec-WebSocket-Protocol), then the RFC
-     6455 checks. The server answers the "phoenix" subprotocol when it is offered.
+     6455 checks. The server answers the "phoenix" subprotocol when it is offered. A hook that
+     answers with vrs_http_respond refuses the socket with that response instead of the 403.
    - Heartbeats are answered; a join on "room:<id>" finds or creates room <id>, gives the
      channel a fresh peer id (a UUID v4 from /dev/urandom) and replies ok, or an error:
-     "failed to start room" (room table full), "room is full", "invalid room id", "too many
+     "failed to start room" (room table full), "room is full", "invalid room id" (empty, longer
+     than max_room_id_size bytes, or holding a control character, U+0000-U+001F or U+007F, so
+     that "room:a\u0000b" never passes for room "a" in vrs_room_name or a log line), "too many
      channels joined" (max_channels_per_socket), "server is full" (max_channels). Other topics
      get "unmatched topic". A duplicate join ends the old channel (phx_close after the new
      join's reply); phx_leave replies ok then sends phx_close; a message with a stale join_ref is
@@ -135,7 +144,10 @@
 
    MEMORY
    ------
-   vrs_memory_size(desc) says how much a description reserves. Per connection slot that is one
+   vrs_memory_size(desc) says how much a description reserves; every size in that plan is
+   computed with overflow checks, and a description whose plan would pass SIZE_MAX (on a 32-bit
+   system, max_message_size near INT_MAX, say) gives 0 there and is refused by vrs_create, with
+   the log line VRS_LOG_MEMORY_PLAN_TOO_LARGE. Per connection slot that is one
    vrs__conn (a few hundred bytes) and one pollfd, and per channel and room slot a few hundred
    bytes more; queued and partially received bytes live in
    a shared pool of VRS_BLOCK_SIZE blocks (buffer_pool_size bytes), taken only while bytes wait
@@ -164,8 +176,10 @@
 
    LIMITS
    ------
-   POSIX systems (Linux, the BSDs, macOS); not Windows. At most 1,048,575 connections; request
-   heads of at most VRS_MAX_HEADERS (64) header lines.
+   POSIX systems (Linux, the BSDs, macOS); not Windows. At most 1,048,575 connections and
+   2,097,151 channels and rooms (the slots a handle can name; the defaults stay within them);
+   request heads of at most VRS_MAX_HEADERS (64) header lines; response heads (status line and
+   headers) of at most 1,024 bytes.
 
    LICENCE: MIT, at the end of this file.
 */
@@ -375,7 +389,8 @@ typedef struct vrs_desc {
     int close_timeout_ms;      /* 5000: waiting for the peer's close frame and TCP end */
 
     /* A request that asks for a WebSocket upgrade passed every RFC 6455 check. Set
-       answer->refuse_status to refuse it; leave the answer as it is to accept. */
+       answer->refuse_status to refuse it, or answer with vrs_http_respond, which refuses it
+       the same way with that response; leave the answer as it is to accept. */
     void (*on_upgrade)(vrs_server *server, vrs_conn conn, const vrs_request *request,
                        vrs_upgrade_answer *answer, void *user_data);
     void (*on_open)(vrs_server *server, vrs_conn conn, void *user_data);
@@ -402,14 +417,17 @@ typedef struct vrs_desc {
     const char *socket_path;   /* "/socket": clients connect to /socket/websocket?vsn=2.0.0 */
     const char *const *allowed_origins; /* NULL: any Origin; else exact "scheme://host[:port]" */
     int allowed_origin_count;
-    /* Refuse (return nonzero: 403) or accept (0) a Phoenix socket before any channel exists. */
+    /* Refuse (return nonzero: 403) or accept (0) a Phoenix socket before any channel exists.
+       A response sent from here with vrs_http_respond refuses it too, with that response. */
     int (*on_connect)(vrs_server *server, vrs_conn conn, const vrs_connect_info *info,
                       void *user_data);
     int max_channels_per_socket; /* 100, as Phoenix; more: "too many channels joined" */
-    int max_channels;          /* max_connections * 2 joined channels in all */
-    int max_rooms;             /* max_connections rooms; more: "failed to start room" */
+    int max_channels;          /* max_connections * 2 joined channels in all (at most 2,097,151) */
+    int max_rooms;             /* max_connections rooms (at most 2,097,151); more: "failed to
+                                  start room" */
     int max_peers_per_room;    /* 32 peer channels in one room; more: "room is full" */
-    int max_room_id_size;      /* 64 bytes of room id; more (or empty): "invalid room id" */
+    int max_room_id_size;      /* 64 bytes of room id; more, none, or a control character:
+                                  "invalid room id" */
     int max_metadata_size;     /* 1024 bytes of relay peer metadata; more: "metadata too large" */
     vrs_room_logic room_logic; /* all NULL: the relay logic */
 } vrs_desc;
@@ -457,7 +475,10 @@ VRS_API vrs_result vrs_close(vrs_server *server, vrs_conn conn, int code, const 
 
 /* Answer a plain HTTP request from inside on_http. `extra_headers` is NULL or whole lines,
    each ending in "\r\n". A HEAD request gets the headers alone. The connection closes after
-   the response. */
+   the response. Inside on_upgrade or on_connect it refuses the upgrade with this response
+   (as refuse_status does with its own). A status line and headers longer than 1,024 bytes
+   are refused: VRS_ERROR_TOO_LARGE and the log line VRS_LOG_RESPONSE_HEAD_TOO_LARGE, nothing
+   sent, and the hook may answer again. */
 VRS_API vrs_result vrs_http_respond(vrs_server *server, vrs_conn conn, int status,
                                     const char *content_type, const char *extra_headers,
                                     const void *body, size_t length);

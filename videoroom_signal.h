@@ -2536,10 +2536,13 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
     uint8_t header[10], *out;
     vrs__space space;
     int i;
-    for (i = 0; i < count; i++) length += pieces[i].length;
+    if (conn->state != VRS__OPEN || conn->dead) return VRS_ERROR_NOT_OPEN; /* a dropped client queues nothing more */
+    for (i = 0; i < count; i++) { /* summed against the limit, so that no length can wrap the sum */
+        if (pieces[i].length > (size_t)server->desc.send_queue_size - length) return VRS_ERROR_TOO_LARGE;
+        length += pieces[i].length;
+    }
     header_length = vrs__frame_header(header, opcode, length);
     total = header_length + length;
-    if (conn->state != VRS__OPEN || conn->dead) return VRS_ERROR_NOT_OPEN; /* a dropped client queues nothing more */
     if (total > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
     space = vrs__outbound_space(server, conn, total, 0);
     while (space == VRS__SPACE_POOL_EMPTY && vrs__evict_largest_queue(server, conn))

@@ -264,6 +264,26 @@ TEST(hardening, channels_per_socket_limit_of_70000) {
     CHECK(px_finish(ts, c, NULL));
 }
 
+/* A length near SIZE_MAX is too large, not a small frame after the header's bytes wrap it. */
+TEST(hardening, send_length_that_would_wrap) {
+    ts_server *ts = ts_server_default();
+    ts_client *c;
+    REQUIRE(ts);
+    c = ts_ws_connect(ts);
+    REQUIRE(c);
+    CHECK_EQ_INT(vrs_send_text(ts->server, c->conn, "x", SIZE_MAX), VRS_ERROR_TOO_LARGE);
+    CHECK_EQ_INT(vrs_send_binary(ts->server, c->conn, "x", SIZE_MAX - 9), VRS_ERROR_TOO_LARGE);
+    CHECK(vrs_conn_is_open(ts->server, c->conn));
+    CHECK_EQ_INT(vrs_send_text(ts->server, c->conn, "ok", 2), VRS_OK);
+    {
+        ts_frame f; /* "ok" arrives, and nothing came before it */
+        CHECK(ts_read_frame(c, &f, TS_TIMEOUT_MS) == 1 && f.opcode == 1 && f.length == 2 && memcmp(f.payload, "ok", 2) == 0);
+    }
+    ts_client_free(c);
+    CHECK(ts_wait_drained(ts, TS_TIMEOUT_MS));
+    ts_server_free(ts);
+}
+
 /* ---------------------------------------------------------------------------------------------
    Responses from hooks, and response heads that do not fit
    ------------------------------------------------------------------------------------------- */

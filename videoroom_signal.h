@@ -379,7 +379,7 @@ typedef struct vrs_logger {
 typedef struct vrs_desc {
     const char *host;          /* "127.0.0.1"; "::" listens on every address, IPv4 and IPv6 */
     int port;                  /* 4000; VRS_PORT_ANY for an ephemeral port */
-    int max_connections;       /* 1024 open connections; one more gets 503 */
+    int max_connections;       /* 1024 open connections (at most 1,048,575); one more gets 503 */
     int max_message_size;      /* 65536 bytes in one reassembled message; more closes with 1009 */
     int max_request_size;      /* 8192 bytes of HTTP request head; more gets 431 */
     int send_queue_size;       /* 262144 bytes queued for one client; more closes it with 1013 */

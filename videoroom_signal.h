@@ -2366,7 +2366,7 @@ static uint64_t vrs__handle_id(uint64_t generation, size_t index) {
     return generation << VRS__INDEX_BITS | ((uint64_t)index + 1);
 }
 
-/* The slot a handle id names, counted from 1 (0: none), when its generation is still current. */
+/* The slot a handle id names, counted from 1 (0: none); whether it is of the slot's owner now. */
 static uint32_t vrs__handle_slot(uint64_t id) { return (uint32_t)(id & VRS__INDEX_MASK); }
 static int vrs__handle_is_current(uint64_t id, uint64_t generation) { return (id >> VRS__INDEX_BITS) == generation; }
 

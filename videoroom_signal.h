@@ -146,8 +146,8 @@
    ------
    vrs_memory_size(desc) says how much a description reserves; every size in that plan is
    computed with overflow checks, and a description whose plan would pass SIZE_MAX (on a 32-bit
-   system, max_message_size near INT_MAX, say) gives 0 there and is refused by vrs_create, with
-   the log line VRS_LOG_MEMORY_PLAN_TOO_LARGE. Per connection slot that is one
+   system, max_message_size near INT_MAX, say) gives 0 there and is refused by vrs_create
+   (VRS_ERROR_INVALID_ARGUMENT), with the log line VRS_LOG_MEMORY_PLAN_TOO_LARGE. Per connection slot that is one
    vrs__conn (a few hundred bytes) and one pollfd, and per channel and room slot a few hundred
    bytes more; queued and partially received bytes live in
    a shared pool of VRS_BLOCK_SIZE blocks (buffer_pool_size bytes), taken only while bytes wait

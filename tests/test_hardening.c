@@ -122,6 +122,39 @@ TEST(hardening, slot_retired_before_its_generation_wraps) {
     ts_server_free(ts);
 }
 
+/* The same for a room slot and a channel slot. */
+TEST(hardening, room_and_peer_slots_retired_before_their_generations_wrap) {
+    ts_server *ts = px_server();
+    ts_client *c;
+    vrs_room last_room;
+    vrs_peer last_peer;
+    uint32_t room_slot, channel_slot;
+    REQUIRE(ts);
+    c = px_v2(ts);
+    REQUIRE(c);
+    room_slot = ts->server->free_rooms[ts->server->free_room_count - 1];
+    channel_slot = ts->server->free_channels[ts->server->free_channel_count - 1];
+    ts->server->rooms[room_slot].generation = VRS__GENERATION_LIMIT - 1;
+    ts->server->channels[channel_slot].generation = VRS__GENERATION_LIMIT - 1;
+    REQUIRE(px_join(c, "room:last", "1"));
+    last_room = vrs_find_room(ts->server, "last");
+    last_peer = px_peer_at(ts, "last", 0);
+    CHECK_EQ_INT(vrs__handle_slot(last_room.id), room_slot + 1);
+    CHECK_EQ_INT(vrs__handle_slot(last_peer.id), channel_slot + 1);
+    REQUIRE(px_sendf(c, "[\"1\",\"2\",\"room:last\",\"phx_leave\",{}]") == 0);
+    PX_EXPECT(c, "[\"1\",\"2\",\"room:last\",\"phx_reply\"," PX_OK "]");
+    PX_EXPECT(c, "[\"1\",\"1\",\"room:last\",\"phx_close\",{}]");
+    REQUIRE(px_join(c, "room:after", "3"));
+    CHECK(vrs__handle_slot(vrs_find_room(ts->server, "after").id) != room_slot + 1);
+    CHECK(vrs__handle_slot(px_peer_at(ts, "after", 0).id) != channel_slot + 1);
+    CHECK_EQ_STR(vrs_room_name(ts->server, last_room), "");
+    CHECK_EQ_STR(vrs_peer_id(ts->server, last_peer), "");
+    CHECK_EQ_INT(vrs_peer_send(ts->server, last_peer, "1", 1), VRS_ERROR_INVALID_CONNECTION);
+    CHECK(px_quiet(c));
+    CHECK_EQ_INT(ts->server->free_room_count, (uint32_t)ts->server->desc.max_rooms - 2);
+    CHECK(px_finish(ts, c, NULL));
+}
+
 /* The remote sequence: a relay push caches room "secret"'s topic; the room goes, and 4,095
    more rooms are created and destroyed in its slot (join, leave), so that a 12-bit generation
    would come back to the cached one; a new room in that slot must push under its own topic. */

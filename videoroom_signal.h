@@ -132,7 +132,9 @@
    (one peer), vrs_room_broadcast (all), vrs_room_broadcast_except (all but one), each sending
    the push "mediaEvent" {"data": D}; vrs_room_close ends a room (its channels get phx_error and
    phoenix.js rejoins). Rooms and peers are vrs_room / vrs_peer handles (stale ones are
-   refused) with a user pointer each. A room is destroyed when its last peer goes.
+   refused) with a user pointer each. A room is destroyed when its last peer goes. The
+   vrs_json_* functions read D and write answers with the server's own JSON reader and writer
+   (strict, escaping, no allocation): see "JSON for room logic" below.
 
    With no room-logic callbacks the relay logic runs (the project's RELAY.md): D is a JSON
    string holding an event E (or E itself). {"type":"join","data":{"metadata":M}} answers
@@ -221,7 +223,11 @@ typedef enum vrs_result {
     VRS_ERROR_TOO_LARGE,          /* the message can never fit the send queue or the frame rules */
     VRS_ERROR_SLOW_CONSUMER,      /* the send queue overflowed; the client is being closed */
     VRS_ERROR_POOL_EXHAUSTED,     /* the shared buffer pool is empty; the client is being closed */
-    VRS_ERROR_SYSTEM              /* a system call failed (errno tells why) */
+    VRS_ERROR_SYSTEM,             /* a system call failed (errno tells why) */
+    VRS_ERROR_INVALID_JSON,       /* the text is not one valid JSON value (RFC 8259) */
+    VRS_ERROR_NOT_FOUND,          /* vrs_json_*: no member or element at that path */
+    VRS_ERROR_WRONG_TYPE,         /* a JSON value of another type than the call needs */
+    VRS_ERROR_BUFFER_TOO_SMALL    /* the result does not fit the caller's buffer */
 } vrs_result;
 
 VRS_API const char *vrs_result_string(vrs_result result);
@@ -292,7 +298,7 @@ typedef enum vrs_message_type {
     VRS_MESSAGE_BINARY = 2
 } vrs_message_type;
 
-/* A span of bytes inside a request; not NUL-terminated. */
+/* A span of bytes inside a request or a JSON text; not NUL-terminated. */
 typedef struct vrs_span { const char *ptr; size_t length; } vrs_span;
 
 typedef struct vrs_header { vrs_span name, value; } vrs_header;
@@ -534,6 +540,116 @@ VRS_API vrs_result vrs_room_set_user_data(vrs_server *server, vrs_room room, voi
 VRS_API void *vrs_peer_user_data(vrs_server *server, vrs_peer peer);
 VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, void *user_data);
 
+/* ---------------------------------------------------------------------------------------------
+   JSON for room logic: the server's own strict reader and escaping writer, over the caller's
+   bytes and into the caller's buffer. Nothing is allocated; every call can be used on bytes a
+   client sent (bad input is refused with a result, never read past its end).
+   ------------------------------------------------------------------------------------------- */
+
+/* Writing. Begin with vrs_json_writer_init, add values in document order (the writer puts the
+   commas and colons), end with vrs_json_finish:
+
+       char text[256];
+       size_t length;
+       vrs_json_writer w;
+       vrs_json_writer_init(&w, text, sizeof text);
+       vrs_json_begin_object(&w);
+       vrs_json_key(&w, "type");  vrs_json_cstring(&w, "chat");
+       vrs_json_key(&w, "text");  vrs_json_string(&w, said, said_length); // NUL allowed
+       vrs_json_key(&w, "count"); vrs_json_int(&w, 3);
+       vrs_json_end_object(&w);
+       if (vrs_json_finish(&w, &length) == VRS_OK) vrs_peer_send(server, peer, text, length);
+
+   A write that does not fit is dropped with every later one: vrs_json_finish then says
+   VRS_ERROR_BUFFER_TOO_SMALL. A write out of place (a value where an object wants a key, a key
+   in an array, an end that does not match its begin, a second top-level value), a string that
+   is not UTF-8 or raw text that is not one JSON value makes vrs_json_finish say
+   VRS_ERROR_INVALID_ARGUMENT. Containers nest at most 64 deep. The fields are the writer's:
+   read them, do not set them. */
+typedef struct vrs_json_writer {
+    char *buffer;
+    size_t capacity;
+    size_t length;      /* bytes written so far */
+    int overflowed;     /* a write did not fit */
+    int misused;        /* a write was out of place or its text was bad */
+    int depth;          /* containers open */
+    int after_key;      /* a key was written and its value not yet */
+    int needs_comma;    /* the current container already holds a value */
+    uint64_t objects;   /* bit n: the container at depth n is an object */
+} vrs_json_writer;
+
+VRS_API void vrs_json_writer_init(vrs_json_writer *writer, char *buffer, size_t capacity);
+VRS_API void vrs_json_begin_object(vrs_json_writer *writer);
+VRS_API void vrs_json_end_object(vrs_json_writer *writer);
+VRS_API void vrs_json_begin_array(vrs_json_writer *writer);
+VRS_API void vrs_json_end_array(vrs_json_writer *writer);
+/* A member's key, NUL-terminated UTF-8; its value follows. */
+VRS_API void vrs_json_key(vrs_json_writer *writer, const char *key);
+/* `length` bytes of UTF-8 (NUL bytes allowed), escaped as JSON needs. */
+VRS_API void vrs_json_string(vrs_json_writer *writer, const char *utf8, size_t length);
+VRS_API void vrs_json_cstring(vrs_json_writer *writer, const char *utf8);
+VRS_API void vrs_json_int(vrs_json_writer *writer, int64_t value);
+VRS_API void vrs_json_bool(vrs_json_writer *writer, int value);
+VRS_API void vrs_json_null(vrs_json_writer *writer);
+/* A JSON value as it stands (a client's D, a member found below); it is checked. */
+VRS_API void vrs_json_raw(vrs_json_writer *writer, const char *json, size_t length);
+/* VRS_OK with *length the bytes written (NUL-terminated when a byte is left for it),
+   VRS_ERROR_BUFFER_TOO_SMALL or VRS_ERROR_INVALID_ARGUMENT (above; also: nothing written, or a
+   container still open). `length` may be NULL. */
+VRS_API vrs_result vrs_json_finish(vrs_json_writer *writer, size_t *length);
+
+/* Reading. Each call checks that `json` (`length` bytes, no NUL needed) is one valid JSON
+   value (else VRS_ERROR_INVALID_JSON), then follows `path`: member names and array indexes
+   separated by dots ("data.metadata.name", "peers.0.id"); "" or NULL is the value itself.
+   A path that leads nowhere gives VRS_ERROR_NOT_FOUND; a key that holds a dot is reached with
+   vrs_json_member, which takes its key whole. When a key repeats, the last one counts.
+
+       char text[512];
+       size_t text_length;
+       int64_t to;
+       if (vrs_json_get_string(data, length, "text", text, sizeof text, &text_length) == VRS_OK &&
+           vrs_json_get_int(data, length, "to.seat", &to) == VRS_OK) ...
+
+   A found value (vrs_span) points into `json`: pass it back in to read inside it. */
+typedef enum vrs_json_type {
+    VRS_JSON_INVALID, VRS_JSON_NULL, VRS_JSON_FALSE, VRS_JSON_TRUE,
+    VRS_JSON_NUMBER, VRS_JSON_STRING, VRS_JSON_ARRAY, VRS_JSON_OBJECT
+} vrs_json_type;
+
+/* VRS_JSON_INVALID unless the text is one valid JSON value. */
+VRS_API vrs_json_type vrs_json_type_of(const char *json, size_t length);
+/* The raw JSON text of the value at `path` (no whitespace around it). */
+VRS_API vrs_result vrs_json_find(const char *json, size_t length, const char *path, vrs_span *value);
+/* The member `key` (UTF-8, taken whole: dots are part of it) of the object `json`. */
+VRS_API vrs_result vrs_json_member(const char *json, size_t length, const char *key, vrs_span *value);
+/* The string at `path`, decoded into out as UTF-8 and NUL-terminated; *out_length (may be NULL)
+   is its length, which a \u0000 inside it makes longer than strlen's. VRS_ERROR_WRONG_TYPE:
+   not a string; VRS_ERROR_BUFFER_TOO_SMALL: it needs more than capacity - 1 bytes. */
+VRS_API vrs_result vrs_json_get_string(const char *json, size_t length, const char *path, char *out,
+                                       size_t capacity, size_t *out_length);
+/* An integer (no fraction or exponent) in int64_t's range; else VRS_ERROR_WRONG_TYPE. */
+VRS_API vrs_result vrs_json_get_int(const char *json, size_t length, const char *path, int64_t *value);
+/* true (1) or false (0); else VRS_ERROR_WRONG_TYPE. */
+VRS_API vrs_result vrs_json_get_bool(const char *json, size_t length, const char *path, int *value);
+
+/* The elements of the array, or the members of the object, at `path`, in order:
+
+       vrs_json_iterator it;
+       vrs_span key, value;
+       if (vrs_json_iterate(data, length, "peers", &it) == VRS_OK)
+           while (vrs_json_next(&it, &key, &value)) ...
+
+   For an object, key is the member's key as JSON text, quotes included (decode it with
+   vrs_json_get_string(key.ptr, key.length, "", ...)); for an array it is empty. */
+typedef struct vrs_json_iterator {
+    const char *at, *end;
+    int is_object;
+} vrs_json_iterator;
+VRS_API vrs_result vrs_json_iterate(const char *json, size_t length, const char *path,
+                                    vrs_json_iterator *iterator);
+/* 1 with the next element (key may be NULL); 0 at the end. */
+VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *value);
+
 #ifdef __cplusplus
 }
 #endif
@@ -639,6 +755,10 @@ VRS_API const char *vrs_result_string(vrs_result result) {
     case VRS_ERROR_SLOW_CONSUMER: return "send queue full (slow consumer)";
     case VRS_ERROR_POOL_EXHAUSTED: return "buffer pool exhausted";
     case VRS_ERROR_SYSTEM: return "system call failed";
+    case VRS_ERROR_INVALID_JSON: return "invalid JSON";
+    case VRS_ERROR_NOT_FOUND: return "no such member or element";
+    case VRS_ERROR_WRONG_TYPE: return "JSON value of another type";
+    case VRS_ERROR_BUFFER_TOO_SMALL: return "buffer too small";
     }
     return "unknown result";
 }
@@ -1489,12 +1609,7 @@ static int vrs__json_enter(vrs__json_slice container, vrs__json_cursor *cursor) 
     return 1;
 }
 
-/* The next array element's exact text; 0 at the end (or on garbage, which ends the walk).
-   The cursor's array half. The server itself takes arrays' elements from validation
-   (vrs__json_validate_members); its tests and fuzzers walk arrays with this. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((unused))
-#endif
+/* The next array element's exact text; 0 at the end (or on garbage, which ends the walk). */
 static int vrs__json_next_element(vrs__json_cursor *cursor, vrs__json_slice *element) {
     const char *start = vrs__json_skip_whitespace(cursor->at, cursor->end);
     const char *after = vrs__json_skip_value(start, cursor->end);
@@ -1617,33 +1732,36 @@ static int vrs__json_decode_step(const char **at, const char *end, char out[4]) 
     return vrs__json_encode_utf8(code_point, out);
 }
 
-/* 1 if the decoded string token equals the NUL-terminated UTF-8 text. */
-static int vrs__json_string_equals(vrs__json_slice string_token, const char *text) {
+/* 1 if the decoded string token equals the text_length bytes of UTF-8 text. */
+static int vrs__json_string_equals_n(vrs__json_slice string_token, const char *text, size_t text_length) {
     const char *at, *end;
     char unit[4];
-    size_t matched = 0, text_length;
-    int count, i;
+    size_t matched = 0;
+    int count;
     if (!text || !vrs__json_string_content(string_token, &at, &end)) return 0;
     /* An escape is always longer than what it stands for: a content as long as text matches
        only byte for byte with no escape in it, and a shorter one never. */
-    text_length = strlen(text);
     if ((size_t)(end - at) <= text_length)
         return (size_t)(end - at) == text_length && memcmp(at, text, text_length) == 0 &&
                !memchr(at, '\\', text_length);
     for (;;) {
         const char *run = vrs__json_plain_run(at, end);
         size_t n = (size_t)(run - at);
-        if (n) { /* a plain run: no NUL in it, so text must match it byte for byte */
-            if (strncmp(text + matched, at, n) != 0) return 0;
+        if (n) { /* a plain run stands for itself */
+            if (n > text_length - matched || memcmp(text + matched, at, n) != 0) return 0;
             matched += n;
             at = run;
         }
         if ((count = vrs__json_decode_step(&at, end, unit)) <= 0) break;
-        /* Checking text's NUL first keeps a decoded \u0000 from reading past it. */
-        for (i = 0; i < count; i++, matched++)
-            if (text[matched] == '\0' || text[matched] != unit[i]) return 0;
+        if ((size_t)count > text_length - matched || memcmp(text + matched, unit, (size_t)count) != 0) return 0;
+        matched += (size_t)count;
     }
-    return count == 0 && text[matched] == '\0';
+    return count == 0 && matched == text_length;
+}
+
+/* 1 if the decoded string token equals the NUL-terminated UTF-8 text. */
+static int vrs__json_string_equals(vrs__json_slice string_token, const char *text) {
+    return text && vrs__json_string_equals_n(string_token, text, strlen(text));
 }
 
 /* Decodes a string token (quotes included) into out as UTF-8. Returns the decoded length, or -1
@@ -1679,14 +1797,14 @@ static long vrs__json_string_decode(vrs__json_slice string_token, char *out, siz
     return (long)length;
 }
 
-/* Finds a member by decoded key; when a key repeats, the last one wins. */
-static int vrs__json_object_get(vrs__json_slice object, const char *key, vrs__json_slice *value) {
+/* Finds a member by decoded key of key_length bytes; when a key repeats, the last one wins. */
+static int vrs__json_object_get_n(vrs__json_slice object, const char *key, size_t key_length, vrs__json_slice *value) {
     vrs__json_cursor cursor;
     vrs__json_slice member_key, member_value;
     int found = 0;
     if (vrs__json_kind_of(object) != VRS__JSON_OBJECT || !vrs__json_enter(object, &cursor)) return 0;
     while (vrs__json_next_member(&cursor, &member_key, &member_value)) {
-        if (vrs__json_string_equals(member_key, key)) {
+        if (vrs__json_string_equals_n(member_key, key, key_length)) {
             *value = member_value;
             found = 1;
         }
@@ -1694,24 +1812,24 @@ static int vrs__json_object_get(vrs__json_slice object, const char *key, vrs__js
     return found;
 }
 
+static int vrs__json_object_get(vrs__json_slice object, const char *key, vrs__json_slice *value) {
+    return key && vrs__json_object_get_n(object, key, strlen(key), value);
+}
+
 /* Appends a string literal's bytes. */
 #define VRS__JW_LITERAL(w, literal) vrs__jw_raw((w), (literal), sizeof(literal) - 1)
 
 /* ---- Writer: appends into a fixed buffer; the first write that does not fit sets overflowed,
-   writes nothing, and every later write is ignored. The buffer is not NUL-terminated. ---- */
+   writes nothing, and every later write is ignored. The buffer is not NUL-terminated. The
+   server's own writing uses the public vrs_json_writer's buffer fields only; the fields that
+   place commas serve the public functions below. ---- */
 
-typedef struct vrs__json_writer {
-    char *buffer;
-    size_t capacity;
-    size_t length;
-    int overflowed;
-} vrs__json_writer;
+typedef vrs_json_writer vrs__json_writer;
 
 static void vrs__jw_init(vrs__json_writer *w, char *buffer, size_t capacity) {
+    VRS_MEMSET(w, 0, sizeof *w);
     w->buffer = buffer;
     w->capacity = buffer ? capacity : 0;
-    w->length = 0;
-    w->overflowed = 0;
 }
 
 /* Appends bytes as they are, e.g. structure or already validated JSON. */
@@ -1780,6 +1898,256 @@ static void vrs__jw_cstring(vrs__json_writer *w, const char *nul_terminated) {
 
 static void vrs__jw_null(vrs__json_writer *w) {
     VRS__JW_LITERAL(w, "null");
+}
+
+/* ---- The public JSON functions: the reader and writer above, for hosts ---- */
+
+#define VRS__JSON_WRITER_MAX_DEPTH 64
+
+/* Places a value: after its key inside an object, after a comma inside an array, alone at the
+   top. 0 when a value cannot stand here. */
+static int vrs__jw_place_value(vrs_json_writer *w) {
+    int in_object = w->depth > 0 && ((w->objects >> (w->depth - 1)) & 1u);
+    if (w->misused || (in_object ? !w->after_key : w->depth == 0 && w->needs_comma)) {
+        w->misused = 1;
+        return 0;
+    }
+    if (!in_object && w->needs_comma) VRS__JW_LITERAL(w, ",");
+    w->after_key = 0;
+    w->needs_comma = 1;
+    return 1;
+}
+
+static void vrs__jw_begin(vrs_json_writer *w, int is_object) {
+    if (w->depth >= VRS__JSON_WRITER_MAX_DEPTH) w->misused = 1;
+    if (w->misused || !vrs__jw_place_value(w)) return;
+    if (is_object) w->objects |= (uint64_t)1 << w->depth;
+    else w->objects &= ~((uint64_t)1 << w->depth);
+    w->depth++;
+    w->needs_comma = 0;
+    vrs__jw_raw(w, is_object ? "{" : "[", 1);
+}
+
+static void vrs__jw_end(vrs_json_writer *w, int is_object) {
+    if (w->depth == 0 || w->after_key || (int)((w->objects >> (w->depth - 1)) & 1u) != is_object) w->misused = 1;
+    if (w->misused) return;
+    w->depth--;
+    w->needs_comma = 1;
+    vrs__jw_raw(w, is_object ? "}" : "]", 1);
+}
+
+VRS_API void vrs_json_writer_init(vrs_json_writer *writer, char *buffer, size_t capacity) {
+    vrs__jw_init(writer, buffer, capacity);
+}
+
+VRS_API void vrs_json_begin_object(vrs_json_writer *writer) { vrs__jw_begin(writer, 1); }
+VRS_API void vrs_json_end_object(vrs_json_writer *writer) { vrs__jw_end(writer, 1); }
+VRS_API void vrs_json_begin_array(vrs_json_writer *writer) { vrs__jw_begin(writer, 0); }
+VRS_API void vrs_json_end_array(vrs_json_writer *writer) { vrs__jw_end(writer, 0); }
+
+static int vrs__jw_is_utf8(vrs_json_writer *w, const char *text, size_t length) {
+    if (text && vrs__utf8_is_valid(VRS__CAST(const uint8_t *, (const void *)text), length)) return 1;
+    w->misused = 1;
+    return 0;
+}
+
+VRS_API void vrs_json_key(vrs_json_writer *writer, const char *key) {
+    int in_object = writer->depth > 0 && ((writer->objects >> (writer->depth - 1)) & 1u);
+    if (!in_object || writer->after_key) writer->misused = 1;
+    if (writer->misused || !vrs__jw_is_utf8(writer, key, key ? strlen(key) : 0)) return;
+    if (writer->needs_comma) VRS__JW_LITERAL(writer, ",");
+    vrs__jw_cstring(writer, key);
+    VRS__JW_LITERAL(writer, ":");
+    writer->after_key = 1;
+}
+
+VRS_API void vrs_json_string(vrs_json_writer *writer, const char *utf8, size_t length) {
+    if (vrs__jw_is_utf8(writer, utf8, length) && vrs__jw_place_value(writer)) vrs__jw_string(writer, utf8, length);
+}
+
+VRS_API void vrs_json_cstring(vrs_json_writer *writer, const char *utf8) {
+    vrs_json_string(writer, utf8, utf8 ? strlen(utf8) : 0);
+}
+
+VRS_API void vrs_json_int(vrs_json_writer *writer, int64_t value) {
+    char digits[20];
+    size_t n = 0;
+    /* the magnitude as unsigned, so that INT64_MIN has one too */
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    if (!vrs__jw_place_value(writer)) return;
+    if (value < 0) VRS__JW_LITERAL(writer, "-");
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    vrs__jw_raw(writer, digits + sizeof digits - n, n);
+}
+
+VRS_API void vrs_json_bool(vrs_json_writer *writer, int value) {
+    if (!vrs__jw_place_value(writer)) return;
+    if (value) VRS__JW_LITERAL(writer, "true");
+    else VRS__JW_LITERAL(writer, "false");
+}
+
+VRS_API void vrs_json_null(vrs_json_writer *writer) {
+    if (vrs__jw_place_value(writer)) vrs__jw_null(writer);
+}
+
+VRS_API void vrs_json_raw(vrs_json_writer *writer, const char *json, size_t length) {
+    if (!json || !vrs__json_validate(json, length, VRS__JSON_MAX_DEPTH)) {
+        writer->misused = 1;
+        return;
+    }
+    if (vrs__jw_place_value(writer)) vrs__jw_raw(writer, json, length);
+}
+
+VRS_API vrs_result vrs_json_finish(vrs_json_writer *writer, size_t *length) {
+    if (length) *length = writer->length;
+    if (writer->misused || writer->depth != 0 || !writer->needs_comma) return VRS_ERROR_INVALID_ARGUMENT;
+    if (writer->overflowed) return VRS_ERROR_BUFFER_TOO_SMALL;
+    if (writer->length < writer->capacity) writer->buffer[writer->length] = '\0';
+    return VRS_OK;
+}
+
+/* The value one path segment names inside `value`: a member of an object by its decoded key, or
+   an element of an array by its index in decimal. */
+static int vrs__json_follow(vrs__json_slice *value, const char *segment, size_t length) {
+    vrs__json_kind kind = vrs__json_kind_of(*value);
+    if (kind == VRS__JSON_OBJECT) return vrs__json_object_get_n(*value, segment, length, value);
+    if (kind == VRS__JSON_ARRAY && length > 0 && length <= 9) {
+        vrs__json_cursor cursor;
+        size_t index = 0, i;
+        for (i = 0; i < length; i++) {
+            if (segment[i] < '0' || segment[i] > '9') return 0;
+            index = index * 10 + (size_t)(segment[i] - '0');
+        }
+        vrs__json_enter(*value, &cursor);
+        while (vrs__json_next_element(&cursor, value))
+            if (index-- == 0) return 1;
+    }
+    return 0;
+}
+
+/* The checked text, then the value at `path` inside it (whitespace trimmed). */
+static vrs_result vrs__json_find_path(const char *json, size_t length, const char *path, vrs__json_slice *value) {
+    if (!json || !vrs__json_validate(json, length, VRS__JSON_MAX_DEPTH)) return VRS_ERROR_INVALID_JSON;
+    value->start = json;
+    value->length = length;
+    *value = vrs__json_trim(*value);
+    if (!path || !*path) return VRS_OK;
+    for (;;) { /* every dot is followed by a segment, even an empty one (the key "") */
+        const char *dot = strchr(path, '.');
+        size_t segment = dot ? (size_t)(dot - path) : strlen(path);
+        if (!vrs__json_follow(value, path, segment)) return VRS_ERROR_NOT_FOUND;
+        if (!dot) return VRS_OK;
+        path = dot + 1;
+    }
+}
+
+static vrs_span vrs__span_of(vrs__json_slice slice) {
+    vrs_span span;
+    span.ptr = slice.start;
+    span.length = slice.length;
+    return span;
+}
+
+VRS_API vrs_json_type vrs_json_type_of(const char *json, size_t length) {
+    vrs__json_slice value;
+    if (vrs__json_find_path(json, length, NULL, &value) != VRS_OK) return VRS_JSON_INVALID;
+    return VRS__CAST(vrs_json_type, vrs__json_kind_of(value));
+}
+
+VRS_API vrs_result vrs_json_find(const char *json, size_t length, const char *path, vrs_span *value) {
+    vrs__json_slice found;
+    vrs_result result = vrs__json_find_path(json, length, path, &found);
+    if (result == VRS_OK && value) *value = vrs__span_of(found);
+    return result;
+}
+
+VRS_API vrs_result vrs_json_member(const char *json, size_t length, const char *key, vrs_span *value) {
+    vrs__json_slice object, found;
+    vrs_result result = vrs__json_find_path(json, length, NULL, &object);
+    if (result != VRS_OK) return result;
+    if (vrs__json_kind_of(object) != VRS__JSON_OBJECT) return VRS_ERROR_WRONG_TYPE;
+    if (!vrs__json_object_get(object, key, &found)) return VRS_ERROR_NOT_FOUND;
+    if (value) *value = vrs__span_of(found);
+    return VRS_OK;
+}
+
+VRS_API vrs_result vrs_json_get_string(const char *json, size_t length, const char *path, char *out,
+                                       size_t capacity, size_t *out_length) {
+    vrs__json_slice found;
+    long decoded;
+    vrs_result result = vrs__json_find_path(json, length, path, &found);
+    if (result != VRS_OK) return result;
+    if (vrs__json_kind_of(found) != VRS__JSON_STRING) return VRS_ERROR_WRONG_TYPE;
+    if (!out || capacity == 0 || (decoded = vrs__json_string_decode(found, out, capacity - 1)) < 0)
+        return VRS_ERROR_BUFFER_TOO_SMALL;
+    out[decoded] = '\0';
+    if (out_length) *out_length = (size_t)decoded;
+    return VRS_OK;
+}
+
+VRS_API vrs_result vrs_json_get_int(const char *json, size_t length, const char *path, int64_t *value) {
+    vrs__json_slice found;
+    uint64_t magnitude = 0, limit;
+    size_t i;
+    int negative;
+    vrs_result result = vrs__json_find_path(json, length, path, &found);
+    if (result != VRS_OK) return result;
+    if (vrs__json_kind_of(found) != VRS__JSON_NUMBER) return VRS_ERROR_WRONG_TYPE;
+    negative = found.start[0] == '-';
+    limit = negative ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
+    for (i = (size_t)negative; i < found.length; i++) {
+        unsigned digit = (unsigned)(found.start[i] - '0');
+        if (digit > 9 || magnitude > (limit - digit) / 10) return VRS_ERROR_WRONG_TYPE; /* '.', 'e' or too big */
+        magnitude = magnitude * 10 + digit;
+    }
+    if (value) *value = negative ? (magnitude == limit ? INT64_MIN : -(int64_t)magnitude) : (int64_t)magnitude;
+    return VRS_OK;
+}
+
+VRS_API vrs_result vrs_json_get_bool(const char *json, size_t length, const char *path, int *value) {
+    vrs__json_slice found;
+    vrs__json_kind kind;
+    vrs_result result = vrs__json_find_path(json, length, path, &found);
+    if (result != VRS_OK) return result;
+    kind = vrs__json_kind_of(found);
+    if (kind != VRS__JSON_TRUE && kind != VRS__JSON_FALSE) return VRS_ERROR_WRONG_TYPE;
+    if (value) *value = kind == VRS__JSON_TRUE;
+    return VRS_OK;
+}
+
+VRS_API vrs_result vrs_json_iterate(const char *json, size_t length, const char *path,
+                                    vrs_json_iterator *iterator) {
+    vrs__json_slice found;
+    vrs__json_cursor cursor;
+    vrs_result result = vrs__json_find_path(json, length, path, &found);
+    iterator->at = iterator->end = NULL;
+    iterator->is_object = 0;
+    if (result != VRS_OK) return result;
+    if (!vrs__json_enter(found, &cursor)) return VRS_ERROR_WRONG_TYPE;
+    iterator->at = cursor.at;
+    iterator->end = cursor.end;
+    iterator->is_object = found.start[0] == '{';
+    return VRS_OK;
+}
+
+VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *value) {
+    vrs__json_cursor cursor;
+    vrs__json_slice member_key, member_value;
+    int more;
+    cursor.at = iterator->at;
+    cursor.end = iterator->end;
+    member_key.start = NULL;
+    member_key.length = 0;
+    more = iterator->at && (iterator->is_object ? vrs__json_next_member(&cursor, &member_key, &member_value)
+                                                : vrs__json_next_element(&cursor, &member_value));
+    iterator->at = cursor.at;
+    if (!more) return 0;
+    if (key) *key = vrs__span_of(member_key);
+    if (value) *value = vrs__span_of(member_value);
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------------------------

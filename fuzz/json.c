@@ -22,7 +22,8 @@
      decodes it, must be the plain reading's bytes. Record capacities 8, 1, 0 and no record
      all run, and nothing past the capacity is written. A second D escapes every '/' as `\/`
      too (as some writers do): when E has a '/', escaped mode must return 0. A third D is what
-     JSON.stringify writes, U+2028/U+2029 raw: escaped mode must accept every valid E in it. */
+     JSON.stringify writes, U+2028/U+2029 raw: escaped mode must accept every valid E in it.
+   - The public helpers (vrs_json_*): check_public below. */
 #define VRS_IMPLEMENTATION
 #include "../videoroom_signal.h"
 #include "fuzz_common.h"
@@ -319,6 +320,103 @@ static void check_escaped_forms(const char *text, size_t size) {
     free(stringified);
 }
 
+/* The public helpers (vrs_json_*) on the same text: they accept exactly what validation
+   accepts, find every top-level member and element the iteration meets, decode strings as the
+   private decoder does, read integers as strtoll does, and the writer's string and raw value
+   read back as the input bytes. */
+static void check_public(const char *text, size_t size, int valid) {
+    vrs_json_iterator it;
+    vrs_span key, value, whole;
+    char *out = (char *)malloc(size + 1);
+    FZ_CHECK(out != NULL);
+    FZ_CHECK((vrs_json_type_of(text, size) == VRS_JSON_INVALID) == !valid);
+    FZ_CHECK((vrs_json_find(text, size, "", &whole) == VRS_OK) == valid);
+    if (valid && vrs_json_iterate(text, size, NULL, &it) == VRS_OK) {
+        int index = 0;
+        while (vrs_json_next(&it, &key, &value)) {
+            size_t length = 0;
+            vrs_span found;
+            char path[16];
+            vrs_json_type type = vrs_json_type_of(value.ptr, value.length);
+            FZ_CHECK(type != VRS_JSON_INVALID);
+            if (it.is_object) {
+                FZ_CHECK(vrs_json_get_string(key.ptr, key.length, "", out, size + 1, &length) == VRS_OK);
+                if (!memchr(out, 0, length)) FZ_CHECK(vrs_json_member(text, size, out, &found) == VRS_OK);
+                if (!memchr(out, 0, length) && !memchr(out, '.', length))
+                    FZ_CHECK(vrs_json_find(text, size, out, &found) == VRS_OK);
+            } else {
+                snprintf(path, sizeof path, "%d", index);
+                FZ_CHECK(vrs_json_find(text, size, path, &found) == VRS_OK);
+                FZ_CHECK(found.ptr == value.ptr && found.length == value.length);
+            }
+            if (type == VRS_JSON_STRING) {
+                vrs__json_slice token;
+                long want;
+                token.start = value.ptr;
+                token.length = value.length;
+                want = vrs__json_string_decode(token, out, size);
+                FZ_CHECK(want >= 0);
+                {
+                    char *again = (char *)malloc((size_t)want + 1);
+                    FZ_CHECK(again != NULL);
+                    FZ_CHECK(vrs_json_get_string(value.ptr, value.length, "", again, (size_t)want + 1, &length) == VRS_OK);
+                    FZ_CHECK(length == (size_t)want && memcmp(again, out, length) == 0 && again[length] == '\0');
+                    if (want > 0)
+                        FZ_CHECK(vrs_json_get_string(value.ptr, value.length, "", again, (size_t)want, &length) ==
+                                 VRS_ERROR_BUFFER_TOO_SMALL);
+                    free(again);
+                }
+            } else if (type == VRS_JSON_NUMBER) {
+                int64_t number = 0;
+                vrs_result got = vrs_json_get_int(value.ptr, value.length, "", &number);
+                char digits[32];
+                int integral = value.length < sizeof digits && !memchr(value.ptr, '.', value.length) &&
+                               !memchr(value.ptr, 'e', value.length) && !memchr(value.ptr, 'E', value.length);
+                if (integral) {
+                    long long reference;
+                    memcpy(digits, value.ptr, value.length);
+                    digits[value.length] = '\0';
+                    errno = 0;
+                    reference = strtoll(digits, NULL, 10);
+                    integral = errno == 0;
+                    if (integral) FZ_CHECK(got == VRS_OK && number == reference);
+                }
+                if (!integral) FZ_CHECK(got == VRS_ERROR_WRONG_TYPE);
+            }
+            index++;
+        }
+    }
+    free(out);
+    /* the writer: the input as a string beside the input as a raw value */
+    {
+        size_t capacity = 6 * size + 16, length = 0, decoded_length = 0;
+        char *written = (char *)malloc(capacity), *decoded = (char *)malloc(size + 1);
+        vrs_json_writer w;
+        int utf8 = fz_utf8_valid((const uint8_t *)text, size);
+        FZ_CHECK(written && decoded);
+        vrs_json_writer_init(&w, written, capacity);
+        vrs_json_begin_array(&w);
+        vrs_json_string(&w, text, size);
+        vrs_json_raw(&w, text, size);
+        vrs_json_end_array(&w);
+        FZ_CHECK((vrs_json_finish(&w, &length) == VRS_OK) == (utf8 && valid));
+        if (utf8 && valid) {
+            FZ_CHECK(vrs_json_get_string(written, length, "0", decoded, size + 1, &decoded_length) == VRS_OK);
+            FZ_CHECK(decoded_length == size && memcmp(decoded, text, size) == 0);
+            FZ_CHECK(vrs_json_find(written, length, "1", &value) == VRS_OK);
+            FZ_CHECK(value.length == whole.length && memcmp(value.ptr, whole.ptr, whole.length) == 0);
+            vrs_json_writer_init(&w, written, length - 1);
+            vrs_json_begin_array(&w);
+            vrs_json_string(&w, text, size);
+            vrs_json_raw(&w, text, size);
+            vrs_json_end_array(&w);
+            FZ_CHECK(vrs_json_finish(&w, NULL) == VRS_ERROR_BUFFER_TOO_SMALL);
+        }
+        free(written);
+        free(decoded);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const int depths[] = {1024, 64, 3, 0, 5000};
     char *text = (char *)fz_exact_copy(data, size);
@@ -357,6 +455,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                          reference.events[i].end);
     }
     if (fz_utf8_valid(data, size)) check_escaped_forms(text, size);
+    check_public(text, size, valid);
     free(w.events);
     fz_json_free(&reference);
     free(text);

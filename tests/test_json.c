@@ -1039,3 +1039,319 @@ TEST(json, cursor_survives_garbage) {
         for (cut = 0; cut < strlen(text); cut++) json_test_poke_garbage(text + cut, strlen(text) - cut);
     }
 }
+
+/* ---- The public helpers for hosts (vrs_json_*) ---- */
+
+/* The writer's text after vrs_json_finish, or "(result name)" when it refused. */
+static const char *json_test_finished(vrs_json_writer *w) {
+    static char text[64];
+    size_t length = 0;
+    vrs_result result = vrs_json_finish(w, &length);
+    if (result != VRS_OK) {
+        snprintf(text, sizeof text, "(%s)", vrs_result_string(result));
+        return text;
+    }
+    return length < w->capacity ? w->buffer : "(not terminated)";
+}
+
+TEST(json_api, writer_places_commas_and_colons) {
+    char buffer[256];
+    vrs_json_writer w;
+    vrs_json_writer_init(&w, buffer, sizeof buffer);
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "type");
+    vrs_json_cstring(&w, "chat");
+    vrs_json_key(&w, "list");
+    vrs_json_begin_array(&w);
+    vrs_json_int(&w, 1);
+    vrs_json_begin_object(&w);
+    vrs_json_end_object(&w);
+    vrs_json_begin_array(&w);
+    vrs_json_end_array(&w);
+    vrs_json_bool(&w, 1);
+    vrs_json_bool(&w, 0);
+    vrs_json_null(&w);
+    vrs_json_raw(&w, " {\"a\": [1]} ", 12);
+    vrs_json_end_array(&w);
+    vrs_json_key(&w, "n");
+    vrs_json_int(&w, -42);
+    vrs_json_end_object(&w);
+    CHECK_EQ_STR(json_test_finished(&w), "{\"type\":\"chat\",\"list\":[1,{},[],true,false,null, {\"a\": [1]} ],\"n\":-42}");
+    /* a lone scalar is a document too */
+    vrs_json_writer_init(&w, buffer, sizeof buffer);
+    vrs_json_cstring(&w, "x");
+    CHECK_EQ_STR(json_test_finished(&w), "\"x\"");
+}
+
+TEST(json_api, writer_writes_every_escape_and_int64_range) {
+    char buffer[256];
+    vrs_json_writer w;
+    vrs_json_writer_init(&w, buffer, sizeof buffer);
+    vrs_json_begin_array(&w);
+    vrs_json_string(&w, "\"\\/\b\f\n\r\t\x01\x1f\0\x7f\xc3\xa9\xe2\x80\xa8\xe2\x80\xa9\xf0\x9f\x98\x80", 24);
+    vrs_json_int(&w, INT64_MIN);
+    vrs_json_int(&w, INT64_MAX);
+    vrs_json_int(&w, 0);
+    vrs_json_end_array(&w);
+    CHECK_EQ_STR(json_test_finished(&w),
+                 "[\"\\\"\\\\/\\b\\f\\n\\r\\t\\u0001\\u001f\\u0000\x7f\xc3\xa9\\u2028\\u2029\xf0\x9f\x98\x80\","
+                 "-9223372036854775808,9223372036854775807,0]");
+}
+
+TEST(json_api, writer_refuses_writes_out_of_place) {
+    char buffer[256];
+    vrs_json_writer w;
+#define JSON_TEST_MISUSE(calls)                                                                 \
+    do {                                                                                         \
+        vrs_json_writer_init(&w, buffer, sizeof buffer);                                         \
+        calls;                                                                                   \
+        CHECK_EQ_INT(vrs_json_finish(&w, NULL), VRS_ERROR_INVALID_ARGUMENT);                      \
+    } while (0)
+    JSON_TEST_MISUSE((void)0);                                                  /* nothing */
+    JSON_TEST_MISUSE(vrs_json_begin_object(&w); vrs_json_int(&w, 1); vrs_json_end_object(&w)); /* no key */
+    JSON_TEST_MISUSE(vrs_json_begin_array(&w); vrs_json_key(&w, "k"); vrs_json_end_array(&w));
+    JSON_TEST_MISUSE(vrs_json_begin_object(&w); vrs_json_key(&w, "k"); vrs_json_end_object(&w));
+    JSON_TEST_MISUSE(vrs_json_begin_object(&w); vrs_json_key(&w, "k"); vrs_json_key(&w, "l"));
+    JSON_TEST_MISUSE(vrs_json_begin_object(&w); vrs_json_end_array(&w));
+    JSON_TEST_MISUSE(vrs_json_begin_array(&w));                                 /* left open */
+    JSON_TEST_MISUSE(vrs_json_end_array(&w));
+    JSON_TEST_MISUSE(vrs_json_int(&w, 1); vrs_json_int(&w, 2));                 /* two documents */
+    JSON_TEST_MISUSE(vrs_json_string(&w, "\xc3", 1));                           /* not UTF-8 */
+    JSON_TEST_MISUSE(vrs_json_string(&w, "\xed\xa0\x80", 3));                   /* a surrogate */
+    JSON_TEST_MISUSE(vrs_json_begin_object(&w); vrs_json_key(&w, "\xff"); vrs_json_int(&w, 1); vrs_json_end_object(&w));
+    JSON_TEST_MISUSE(vrs_json_raw(&w, "{\"a\":1,}", 8));                        /* bad raw JSON */
+    JSON_TEST_MISUSE(vrs_json_raw(&w, "1 2", 3));
+    JSON_TEST_MISUSE(vrs_json_cstring(&w, NULL));
+    {
+        int i;
+        JSON_TEST_MISUSE(for (i = 0; i < 65; i++) vrs_json_begin_array(&w); for (i = 0; i < 65; i++) vrs_json_end_array(&w));
+        vrs_json_writer_init(&w, buffer, sizeof buffer);
+        for (i = 0; i < 64; i++) vrs_json_begin_array(&w);
+        for (i = 0; i < 64; i++) vrs_json_end_array(&w);
+        CHECK_EQ_INT(vrs_json_finish(&w, NULL), VRS_OK);
+    }
+#undef JSON_TEST_MISUSE
+}
+
+static void json_test_write_document(vrs_json_writer *w) {
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "from");
+    vrs_json_string(w, "a\0\"\xe2\x80\xa8", 6);
+    vrs_json_key(w, "n");
+    vrs_json_int(w, -1234567);
+    vrs_json_key(w, "x");
+    vrs_json_begin_array(w);
+    vrs_json_bool(w, 1);
+    vrs_json_raw(w, "{}", 2);
+    vrs_json_end_array(w);
+    vrs_json_end_object(w);
+}
+
+TEST(json_api, writer_reports_overflow_and_never_writes_past_capacity) {
+    char expected[128], storage[160];
+    size_t expected_length, capacity, length, i;
+    vrs_json_writer w;
+    vrs_json_writer_init(&w, expected, sizeof expected);
+    json_test_write_document(&w);
+    REQUIRE_EQ_INT(vrs_json_finish(&w, &expected_length), VRS_OK);
+    CHECK_EQ_STR(expected, "{\"from\":\"a\\u0000\\\"\\u2028\",\"n\":-1234567,\"x\":[true,{}]}");
+    for (capacity = 0; capacity <= expected_length + 1; capacity++) {
+        int guard_intact = 1;
+        vrs_result result;
+        memset(storage, 'G', sizeof storage);
+        vrs_json_writer_init(&w, storage, capacity);
+        json_test_write_document(&w);
+        result = vrs_json_finish(&w, &length);
+        CHECK_EQ_INT(result, capacity < expected_length ? VRS_ERROR_BUFFER_TOO_SMALL : VRS_OK);
+        CHECK(length <= capacity);
+        CHECK_EQ_MEM(storage, expected, length);
+        /* NUL-terminated only when a byte is left for it */
+        if (result == VRS_OK) CHECK(capacity == expected_length ? storage[length] == 'G' : storage[length] == '\0');
+        for (i = capacity + (capacity > expected_length); i < sizeof storage; i++) guard_intact &= storage[i] == 'G';
+        CHECK(guard_intact);
+    }
+}
+
+TEST(json_api, reader_decodes_every_escape_and_surrogate_pairs) {
+    static const char text[] =
+        "{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0000\\u001F\\u00e9\\u20AC\\ud83d\\ude00\\uD800x\\uDC00\\u2028\xc3\xa9\"}";
+    static const char want[] = "\"\\/\b\f\n\r\t\0\x1f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbdx\xef\xbf\xbd\xe2\x80\xa8\xc3\xa9";
+    char *exact = json_test_exact_copy(text, sizeof text - 1), out[64];
+    size_t length = 0;
+    REQUIRE(exact != NULL);
+    CHECK_EQ_INT(vrs_json_get_string(exact, sizeof text - 1, "s", out, sizeof out, &length), VRS_OK);
+    CHECK_EQ_INT(length, sizeof want - 1);
+    CHECK_EQ_MEM(out, want, sizeof want - 1);
+    CHECK_EQ_INT(out[length], '\0');
+    /* exactly enough room (the NUL included), and one byte short */
+    CHECK_EQ_INT(vrs_json_get_string(exact, sizeof text - 1, "s", out, sizeof want, &length), VRS_OK);
+    CHECK_EQ_INT(vrs_json_get_string(exact, sizeof text - 1, "s", out, sizeof want - 1, &length),
+                 VRS_ERROR_BUFFER_TOO_SMALL);
+    CHECK_EQ_INT(vrs_json_get_string(exact, sizeof text - 1, "s", out, 0, &length), VRS_ERROR_BUFFER_TOO_SMALL);
+    free(exact);
+}
+
+TEST(json_api, strings_round_trip_with_nul_inside) {
+    char input[300], text[2048], out[300];
+    size_t input_length = 0, length, out_length;
+    int c;
+    vrs_json_writer w;
+    for (c = 0; c < 0x80; c++) input[input_length++] = (char)c;
+    memcpy(input + input_length, "\xc3\xa9\xe2\x80\xa8\xe2\x80\xa9\xf0\x9f\x98\x80\0", 14);
+    input_length += 14;
+    vrs_json_writer_init(&w, text, sizeof text);
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "text");
+    vrs_json_string(&w, input, input_length);
+    vrs_json_end_object(&w);
+    REQUIRE_EQ_INT(vrs_json_finish(&w, &length), VRS_OK);
+    CHECK_EQ_INT(vrs_json_type_of(text, length), VRS_JSON_OBJECT);
+    REQUIRE_EQ_INT(vrs_json_get_string(text, length, "text", out, sizeof out, &out_length), VRS_OK);
+    CHECK_EQ_INT(out_length, input_length);
+    CHECK_EQ_MEM(out, input, input_length);
+}
+
+TEST(json_api, members_found_at_depth) {
+    static const char text[] =
+        " {\"type\":\"join\",\"data\":{\"metadata\":{\"name\":\"Ann\",\"seat\":7,\"on\":true}},"
+        "\"peers\":[{\"id\":\"a\"},{\"id\":\"b\"}],\"a.b\":1,\"a\":{\"b\":2},\"dup\":1,\"dup\":2,"
+        "\"\\u0041\":\"escaped key\",\"nul\\u0000key\":3} ";
+    size_t n = sizeof text - 1, length;
+    char *json = json_test_exact_copy(text, n), out[32];
+    vrs_span value;
+    int64_t number = 0;
+    int flag = 0;
+    REQUIRE(json != NULL);
+    CHECK_EQ_INT(vrs_json_get_string(json, n, "data.metadata.name", out, sizeof out, &length), VRS_OK);
+    CHECK_EQ_STR(out, "Ann");
+    CHECK_EQ_INT(vrs_json_get_int(json, n, "data.metadata.seat", &number), VRS_OK);
+    CHECK_EQ_INT(number, 7);
+    CHECK_EQ_INT(vrs_json_get_bool(json, n, "data.metadata.on", &flag), VRS_OK);
+    CHECK_EQ_INT(flag, 1);
+    CHECK_EQ_INT(vrs_json_get_string(json, n, "peers.1.id", out, sizeof out, NULL), VRS_OK);
+    CHECK_EQ_STR(out, "b");
+    REQUIRE_EQ_INT(vrs_json_find(json, n, "data.metadata", &value), VRS_OK);
+    CHECK(value.length == 33 && memcmp(value.ptr, "{\"name\":\"Ann\",\"seat\":7,\"on\":true}", 33) == 0);
+    /* a found value is read inside by passing it back in */
+    CHECK_EQ_INT(vrs_json_get_int(value.ptr, value.length, "seat", &number), VRS_OK);
+    REQUIRE_EQ_INT(vrs_json_find(json, n, "", &value), VRS_OK); /* the whole, trimmed */
+    CHECK(value.ptr == json + 1 && value.length == n - 2);
+    /* a dotted path reads nested objects; a key holding a dot is reached whole */
+    CHECK_EQ_INT(vrs_json_get_int(json, n, "a.b", &number), VRS_OK);
+    CHECK_EQ_INT(number, 2);
+    CHECK_EQ_INT(vrs_json_member(json, n, "a.b", &value), VRS_OK);
+    CHECK(value.length == 1 && value.ptr[0] == '1');
+    CHECK_EQ_INT(vrs_json_get_int(json, n, "dup", &number), VRS_OK); /* the last one counts */
+    CHECK_EQ_INT(number, 2);
+    CHECK_EQ_INT(vrs_json_get_string(json, n, "A", out, sizeof out, NULL), VRS_OK); /* keys compare decoded */
+    CHECK_EQ_INT(vrs_json_member(json, n, "nul", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_get_string("{\"\":{\"\":\"e\"}}", 13, ".", out, sizeof out, NULL), VRS_OK);
+    /* paths that lead nowhere */
+    CHECK_EQ_INT(vrs_json_find(json, n, "data.nothing", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_find(json, n, "peers.2", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_find(json, n, "peers.x", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_find(json, n, "peers.-1", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_find(json, n, "type.x", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_find(json, n, "data.", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_find(json, n, ".data", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_member(json, n, "missing", &value), VRS_ERROR_NOT_FOUND);
+    CHECK_EQ_INT(vrs_json_member("[1]", 3, "0", &value), VRS_ERROR_WRONG_TYPE);
+    /* values of another type */
+    CHECK_EQ_INT(vrs_json_get_int(json, n, "type", &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_string(json, n, "data.metadata.seat", out, sizeof out, NULL), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_bool(json, n, "data.metadata.name", &flag), VRS_ERROR_WRONG_TYPE);
+    free(json);
+}
+
+TEST(json_api, integers_and_booleans_are_strict) {
+    int64_t number = 5;
+    int flag = 5;
+    CHECK_EQ_INT(vrs_json_get_int("9223372036854775807", 19, NULL, &number), VRS_OK);
+    CHECK(number == INT64_MAX);
+    CHECK_EQ_INT(vrs_json_get_int("-9223372036854775808", 20, NULL, &number), VRS_OK);
+    CHECK(number == INT64_MIN);
+    CHECK_EQ_INT(vrs_json_get_int("-0", 2, NULL, &number), VRS_OK);
+    CHECK_EQ_INT(number, 0);
+    CHECK_EQ_INT(vrs_json_get_int("9223372036854775808", 19, NULL, &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_int("-9223372036854775809", 20, NULL, &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_int("99999999999999999999", 20, NULL, &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_int("1.0", 3, NULL, &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_int("1e3", 3, NULL, &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_int("\"1\"", 3, NULL, &number), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_int("01", 2, NULL, &number), VRS_ERROR_INVALID_JSON);
+    CHECK_EQ_INT(number, 0); /* untouched by refusals */
+    CHECK_EQ_INT(vrs_json_get_bool(" false ", 7, "", &flag), VRS_OK);
+    CHECK_EQ_INT(flag, 0);
+    CHECK_EQ_INT(vrs_json_get_bool("null", 4, "", &flag), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_get_bool("1", 1, "", &flag), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_type_of("null", 4), VRS_JSON_NULL);
+    CHECK_EQ_INT(vrs_json_type_of("[1,]", 4), VRS_JSON_INVALID);
+}
+
+TEST(json_api, bad_input_refused) {
+    static const char *const bad[] = {
+        "", " ", "{", "{\"a\":1,}", "{\"a\" 1}", "[1 2]", "{\"a\":1}x", "\"\\x\"", "\"\\ud83\"", "\"\x01\"",
+        "\"\xc3\"", "\"\xed\xa0\x80\"", "{'a':1}", "[01]", "nul", "{\"a\":1}{}", "\"abc", "[1,",
+    };
+    size_t i;
+    char out[16];
+    int64_t number;
+    int flag;
+    vrs_span value;
+    vrs_json_iterator it;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n = strlen(bad[i]);
+        char *exact = json_test_exact_copy(bad[i], n);
+        REQUIRE(exact != NULL);
+        CHECK_EQ_INT(vrs_json_find(exact, n, "a", &value), VRS_ERROR_INVALID_JSON);
+        CHECK_EQ_INT(vrs_json_find(exact, n, NULL, &value), VRS_ERROR_INVALID_JSON);
+        CHECK_EQ_INT(vrs_json_member(exact, n, "a", &value), VRS_ERROR_INVALID_JSON);
+        CHECK_EQ_INT(vrs_json_get_string(exact, n, "", out, sizeof out, NULL), VRS_ERROR_INVALID_JSON);
+        CHECK_EQ_INT(vrs_json_get_int(exact, n, "", &number), VRS_ERROR_INVALID_JSON);
+        CHECK_EQ_INT(vrs_json_get_bool(exact, n, "", &flag), VRS_ERROR_INVALID_JSON);
+        CHECK_EQ_INT(vrs_json_iterate(exact, n, "", &it), VRS_ERROR_INVALID_JSON);
+        CHECK(!vrs_json_next(&it, NULL, &value));
+        CHECK_EQ_INT(vrs_json_type_of(exact, n), VRS_JSON_INVALID);
+        free(exact);
+    }
+    CHECK_EQ_INT(vrs_json_find(NULL, 0, "", &value), VRS_ERROR_INVALID_JSON);
+    /* too deep for the reader */
+    {
+        static char deep[2 * 1025];
+        memset(deep, '[', 1025);
+        memset(deep + 1025, ']', 1025);
+        CHECK_EQ_INT(vrs_json_type_of(deep, sizeof deep), VRS_JSON_INVALID);
+        CHECK_EQ_INT(vrs_json_type_of(deep + 1, sizeof deep - 2), VRS_JSON_ARRAY);
+    }
+}
+
+TEST(json_api, iterates_arrays_and_objects) {
+    static const char text[] = "{\"list\":[1, \"two\" ,{\"3\":[]}],\"obj\":{\"k\\u00e9\":true, \"b\":null},\"e\":[],\"n\":1}";
+    size_t n = sizeof text - 1;
+    vrs_json_iterator it;
+    vrs_span key, value;
+    char name[8];
+    int count = 0;
+    REQUIRE_EQ_INT(vrs_json_iterate(text, n, "list", &it), VRS_OK);
+    while (vrs_json_next(&it, &key, &value)) {
+        static const char *const want[] = {"1", "\"two\"", "{\"3\":[]}"};
+        REQUIRE(count < 3);
+        CHECK(key.length == 0);
+        CHECK(value.length == strlen(want[count]) && memcmp(value.ptr, want[count], value.length) == 0);
+        count++;
+    }
+    CHECK_EQ_INT(count, 3);
+    REQUIRE_EQ_INT(vrs_json_iterate(text, n, "obj", &it), VRS_OK);
+    REQUIRE(vrs_json_next(&it, &key, &value));
+    CHECK_EQ_INT(vrs_json_get_string(key.ptr, key.length, "", name, sizeof name, NULL), VRS_OK);
+    CHECK_EQ_STR(name, "k\xc3\xa9");
+    CHECK(value.length == 4 && memcmp(value.ptr, "true", 4) == 0);
+    REQUIRE(vrs_json_next(&it, NULL, &value));
+    CHECK(value.length == 4 && memcmp(value.ptr, "null", 4) == 0);
+    CHECK(!vrs_json_next(&it, &key, &value));
+    CHECK(!vrs_json_next(&it, &key, &value));
+    REQUIRE_EQ_INT(vrs_json_iterate(text, n, "e", &it), VRS_OK);
+    CHECK(!vrs_json_next(&it, &key, &value));
+    CHECK_EQ_INT(vrs_json_iterate(text, n, "n", &it), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_INT(vrs_json_iterate(text, n, "none", &it), VRS_ERROR_NOT_FOUND);
+}

@@ -180,3 +180,12 @@ bench-quick: bench-build
 # Where the server's time goes: perf profiles and system calls per delivery (needs perf).
 bench-profile: bench-build
 	PYTHON=$(PYTHON) bash bench/profile.sh
+
+# ---- hosts for the end-to-end tests --------------------------------------------------------
+# Small hosts the tests in tests/e2e start beside the demo server, under the sanitizers: each
+# one .c file in tests/e2e/hosts/ whose opening comment says what it does.
+E2E_HOSTS = build/peer_close_host_sanitized
+e2e-test: $(E2E_HOSTS)
+
+build/%_host_sanitized: tests/e2e/hosts/%_host.c $(HEADER) | build
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) $< -o $@

@@ -130,8 +130,9 @@
    when a room is created and destroyed, when a peer (a joined channel) joins and leaves, and
    when a peer's media event arrives (D as JSON text). The logic answers with vrs_peer_send
    (one peer), vrs_room_broadcast (all), vrs_room_broadcast_except (all but one), each sending
-   the push "mediaEvent" {"data": D}; vrs_room_close ends a room (its channels get phx_error and
-   phoenix.js rejoins). Rooms and peers are vrs_room / vrs_peer handles (stale ones are
+   the push "mediaEvent" {"data": D}; vrs_peer_close ends one peer's channel (phx_close: the
+   client does not rejoin, its socket stays); vrs_room_close ends a room (its channels get
+   phx_error and phoenix.js rejoins); vrs_rooms lists the rooms. Rooms and peers are vrs_room / vrs_peer handles (stale ones are
    refused) with a user pointer each. A room is destroyed when its last peer goes. The
    vrs_json_* functions read D and write answers with the server's own JSON reader and writer
    (strict, escaping, no allocation): see "JSON for room logic" below.
@@ -524,6 +525,16 @@ VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const
                                         const void *payload, size_t length);
 /* Ends the room: each of its channels gets phx_error (clients rejoin and find a new room). */
 VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room);
+/* Ends one peer's channel as a Phoenix server does when a channel stops: the peer leaves its
+   room (on_peer_left; the relay tells the others peerLeft), and its client gets phx_close for
+   the topic, with payload {"reason": reason} ({} when reason is NULL), so phoenix.js closes
+   the channel and does not rejoin it. The socket and its other channels stay open. `reason`
+   is UTF-8 of at most VRS_PEER_CLOSE_REASON_MAX bytes (else VRS_ERROR_TOO_LARGE). */
+#define VRS_PEER_CLOSE_REASON_MAX 255
+VRS_API vrs_result vrs_peer_close(vrs_server *server, vrs_peer peer, const char *reason);
+/* Copies up to `capacity` rooms in use (in table order); returns how many. A capacity of
+   desc.max_rooms always suffices. */
+VRS_API int vrs_rooms(vrs_server *server, vrs_room *rooms, int capacity);
 
 VRS_API vrs_room vrs_find_room(vrs_server *server, const char *room_id);
 VRS_API const char *vrs_room_name(vrs_server *server, vrs_room room); /* "" when stale */
@@ -4902,27 +4913,59 @@ VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const
     return vrs__queue_pieces(server, conn, VRS__OP_BINARY, pieces, 6);
 }
 
+/* Ends a channel from the server's side: it leaves its room (the room logic hears it), then its
+   client gets `event` (phx_close or phx_error) with `payload` for the channel's topic. */
+static void vrs__channel_end(vrs_server *server, vrs__channel *channel, vrs__piece event, const char *payload) {
+    vrs__conn *conn = &server->conns[channel->conn];
+    char topic[sizeof server->topic_json], join_ref[VRS__REF_MAX];
+    vrs__piece topic_piece = vrs__channel_topic(server, channel);
+    size_t join_ref_length = channel->join_ref_length;
+    /* copies: the room and its channel are gone, and callbacks may push elsewhere, before the
+       ending message is written */
+    VRS_MEMCPY(topic, topic_piece.bytes, topic_piece.length);
+    VRS_MEMCPY(join_ref, channel->join_ref, join_ref_length);
+    vrs__channel_remove(server, channel); /* the last one destroys the room */
+    vrs__channel_end_message(server, conn, join_ref, join_ref_length, vrs__text_piece(topic, topic_piece.length),
+                             event, payload);
+}
+
 VRS_API vrs_result vrs_room_close(vrs_server *server, vrs_room room) {
     vrs__room *r = vrs__room_lookup(server, room);
     uint32_t index = r ? (uint32_t)(r - server->rooms) : VRS__NONE;
     if (!r) return VRS_ERROR_INVALID_CONNECTION;
     r->closing = 1;
     while (r->in_use && r->first_peer != VRS__NONE) {
-        vrs__channel *channel = &server->channels[r->first_peer];
-        vrs__conn *conn = &server->conns[channel->conn];
-        char topic[sizeof server->topic_json], join_ref[VRS__REF_MAX];
-        vrs__piece topic_piece = vrs__channel_topic(server, channel);
-        size_t join_ref_length = channel->join_ref_length;
-        /* copies: the room and its channel are gone, and callbacks may push elsewhere, before
-           the phx_error is written */
-        VRS_MEMCPY(topic, topic_piece.bytes, topic_piece.length);
-        VRS_MEMCPY(join_ref, channel->join_ref, join_ref_length);
-        vrs__channel_remove(server, channel); /* the last one destroys the room */
-        vrs__channel_end_message(server, conn, join_ref, join_ref_length, vrs__text_piece(topic, topic_piece.length),
-                                 VRS__LITERAL_PIECE("\"phx_error\""), "{\"reason\":\"room closed\"}");
+        vrs__channel_end(server, &server->channels[r->first_peer], VRS__LITERAL_PIECE("\"phx_error\""),
+                         "{\"reason\":\"room closed\"}");
         if (!server->rooms[index].in_use) break;
     }
     return VRS_OK;
+}
+
+VRS_API vrs_result vrs_peer_close(vrs_server *server, vrs_peer peer, const char *reason) {
+    vrs__channel *channel = vrs__channel_lookup(server, peer);
+    char payload[6 * VRS_PEER_CLOSE_REASON_MAX + 16];
+    vrs_json_writer w;
+    if (!channel) return VRS_ERROR_INVALID_CONNECTION;
+    if (reason && strlen(reason) > VRS_PEER_CLOSE_REASON_MAX) return VRS_ERROR_TOO_LARGE;
+    vrs_json_writer_init(&w, payload, sizeof payload);
+    vrs_json_begin_object(&w);
+    if (reason) {
+        vrs_json_key(&w, "reason");
+        vrs_json_cstring(&w, reason);
+    }
+    vrs_json_end_object(&w);
+    if (vrs_json_finish(&w, NULL) != VRS_OK) return VRS_ERROR_INVALID_ARGUMENT; /* not UTF-8 */
+    vrs__channel_end(server, channel, VRS__LITERAL_PIECE("\"phx_close\""), payload);
+    return VRS_OK;
+}
+
+VRS_API int vrs_rooms(vrs_server *server, vrs_room *rooms, int capacity) {
+    int count = 0, i;
+    if (!server || !rooms) return 0;
+    for (i = 0; i < server->desc.max_rooms && count < capacity; i++)
+        if (server->rooms[i].in_use) rooms[count++] = vrs__room_handle(server, (uint32_t)i);
+    return count;
 }
 
 VRS_API vrs_room vrs_find_room(vrs_server *server, const char *room_id) {

@@ -69,17 +69,19 @@ function canConnect(port) {
 }
 
 /**
- * Starts the demo server on 127.0.0.1 with extra CLI flags (e.g. ["--max-peers", "2"]) and waits
- * until it accepts TCP connections. `port` defaults to a free one.
+ * Starts the demo server (or another host taking --host and --port: `binary`) on 127.0.0.1 with
+ * extra CLI flags (e.g. ["--max-peers", "2"]) and waits until it accepts TCP connections. `port`
+ * defaults to a free one.
  */
-export async function startServer(args = [], port = undefined) {
+export async function startServer(args = [], port = undefined, binary = DEMO_SERVER) {
   port = port ?? (await freePort());
-  const child = spawn(DEMO_SERVER, ["--host", "127.0.0.1", "--port", String(port), ...args], {
+  const child = spawn(binary, ["--host", "127.0.0.1", "--port", String(port), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const server = {
     port,
     args,
+    binary,
     child,
     stdout: "",
     stderr: "",
@@ -388,7 +390,7 @@ export class Env {
   /** Stops the server and starts it again with the same flags on the same port. */
   async restartServer() {
     await stopServer(this.server);
-    this.server = await startServer(this.server.args, this.server.port);
+    this.server = await startServer(this.server.args, this.server.port, this.server.binary);
   }
 
   async cleanup() {
@@ -398,11 +400,11 @@ export class Env {
 }
 
 /**
- * Runs `body(env)` against a fresh demo server started with `args`; afterwards disconnects every
- * socket and stops the server, failing on a bad exit or a sanitizer report.
+ * Runs `body(env)` against a fresh demo server (or `binary`) started with `args`; afterwards
+ * disconnects every socket and stops the server, failing on a bad exit or a sanitizer report.
  */
-export async function withServer(args, body) {
-  const env = new Env(await startServer(args));
+export async function withServer(args, body, binary = DEMO_SERVER) {
+  const env = new Env(await startServer(args, undefined, binary));
   let failure = null;
   try {
     await body(env);

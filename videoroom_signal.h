@@ -228,7 +228,8 @@ typedef enum vrs_result {
     VRS_ERROR_INVALID_JSON,       /* the text is not one valid JSON value (RFC 8259) */
     VRS_ERROR_NOT_FOUND,          /* vrs_json_*: no member or element at that path */
     VRS_ERROR_WRONG_TYPE,         /* a JSON value of another type than the call needs */
-    VRS_ERROR_BUFFER_TOO_SMALL    /* the result does not fit the caller's buffer */
+    VRS_ERROR_BUFFER_TOO_SMALL,   /* the result does not fit the caller's buffer */
+    VRS_ERROR_RESERVED_EVENT      /* vrs_peer_push: the protocol keeps that event name for itself */
 } vrs_result;
 
 VRS_API const char *vrs_result_string(vrs_result result);
@@ -517,10 +518,13 @@ VRS_API vrs_result vrs_room_broadcast(vrs_server *server, vrs_room room, const c
                                       size_t length);
 VRS_API vrs_result vrs_room_broadcast_except(vrs_server *server, vrs_room room, vrs_peer except,
                                              const char *data, size_t length);
-/* Any event: `payload` is JSON text (an object, as Phoenix clients expect). */
+/* Any event of the host's: `payload` is the JSON text of an object, as Phoenix clients expect
+   (another JSON value: VRS_ERROR_WRONG_TYPE; not JSON: VRS_ERROR_INVALID_ARGUMENT). Names
+   starting "phx_" belong to the protocol (VRS_ERROR_RESERVED_EVENT; vrs_peer_close sends
+   phx_close). */
 VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *event,
                                  const char *payload, size_t length);
-/* A binary push (V2 sockets only: V1 has no binary frames). */
+/* A binary push (V2 sockets only: V1 has no binary frames); event names as vrs_peer_push. */
 VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const char *event,
                                         const void *payload, size_t length);
 /* Ends the room: each of its channels gets phx_error (clients rejoin and find a new room). */
@@ -770,6 +774,7 @@ VRS_API const char *vrs_result_string(vrs_result result) {
     case VRS_ERROR_NOT_FOUND: return "no such member or element";
     case VRS_ERROR_WRONG_TYPE: return "JSON value of another type";
     case VRS_ERROR_BUFFER_TOO_SMALL: return "buffer too small";
+    case VRS_ERROR_RESERVED_EVENT: return "reserved event name (phx_...)";
     }
     return "unknown result";
 }
@@ -4860,6 +4865,12 @@ VRS_API vrs_result vrs_room_broadcast(vrs_server *server, vrs_room room, const c
     return vrs_room_broadcast_except(server, room, none, data, length);
 }
 
+/* Phoenix names the events of a channel's own life phx_join, phx_reply, phx_leave, phx_close
+   and phx_error: a client takes a push of any phx_ name as one of them. */
+static int vrs__is_reserved_event(const char *event) {
+    return strncmp(event, "phx_", 4) == 0;
+}
+
 VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *event, const char *payload,
                                  size_t length) {
     vrs__channel *channel = vrs__channel_lookup(server, peer);
@@ -4867,6 +4878,8 @@ VRS_API vrs_result vrs_peer_push(vrs_server *server, vrs_peer peer, const char *
     if (!event || !vrs__utf8_is_valid(VRS__CAST(const uint8_t *, (const void *)event), strlen(event)) ||
         vrs__check_data(payload, length) != VRS_OK)
         return VRS_ERROR_INVALID_ARGUMENT; /* the event name goes into a text frame: UTF-8 only */
+    if (vrs__is_reserved_event(event)) return VRS_ERROR_RESERVED_EVENT;
+    if (vrs__json_kind_of(vrs__slice(payload, length)) != VRS__JSON_OBJECT) return VRS_ERROR_WRONG_TYPE;
     {
         char event_json[512];
         vrs__json_writer e;
@@ -4898,6 +4911,7 @@ VRS_API vrs_result vrs_peer_push_binary(vrs_server *server, vrs_peer peer, const
                                               sizeof join_ref);
     if (join_ref_length < 0 || event_length == 0 || event_length > 255 || topic_length > 255)
         return VRS_ERROR_INVALID_ARGUMENT;
+    if (vrs__is_reserved_event(event)) return VRS_ERROR_RESERVED_EVENT;
     sizes[0] = 0;
     sizes[1] = (uint8_t)join_ref_length;
     sizes[2] = (uint8_t)topic_length;

@@ -2205,6 +2205,35 @@ TEST(phoenix, logic_invalid_data) {
     CHECK(px_finish(ts, a, NULL));
 }
 
+TEST(phoenix, logic_push_refuses_reserved_events_and_non_objects) {
+    static const char *const reserved[] = {"phx_reply", "phx_close", "phx_error", "phx_join", "phx_leave", "phx_"};
+    static const char *const not_objects[] = {"[]", "1", "\"text\"", "null", "true", " [ {} ] "};
+    ts_server *ts = px_logic_server_new();
+    ts_client *a;
+    vrs_peer p;
+    size_t i;
+    REQUIRE(ts && px_start(ts));
+    a = px_v2(ts);
+    REQUIRE(a);
+    REQUIRE(px_join(a, "room:r", "1"));
+    p = px_peer_at(ts, "r", 0);
+    REQUIRE(p.id);
+    for (i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        CHECK_EQ_INT(vrs_peer_push(ts->server, p, reserved[i], "{}", 2), VRS_ERROR_RESERVED_EVENT);
+        CHECK_EQ_INT(vrs_peer_push_binary(ts->server, p, reserved[i], "x", 1), VRS_ERROR_RESERVED_EVENT);
+    }
+    for (i = 0; i < sizeof not_objects / sizeof not_objects[0]; i++)
+        CHECK_EQ_INT(vrs_peer_push(ts->server, p, "ev", not_objects[i], strlen(not_objects[i])), VRS_ERROR_WRONG_TYPE);
+    CHECK_EQ_STR(vrs_result_string(VRS_ERROR_RESERVED_EVENT), "reserved event name (phx_...)");
+    CHECK(px_quiet(a)); /* nothing was sent */
+    /* names that only look alike pass */
+    CHECK_EQ_INT(vrs_peer_push(ts->server, p, "phx", " {} ", 4), VRS_OK);
+    PX_EXPECT_EXACT(a, "[\"1\",null,\"room:r\",\"phx\", {} ]");
+    CHECK_EQ_INT(vrs_peer_push(ts->server, p, "PHX_reply", "{}", 2), VRS_OK);
+    PX_EXPECT_EXACT(a, "[\"1\",null,\"room:r\",\"PHX_reply\",{}]");
+    CHECK(px_finish(ts, a, NULL));
+}
+
 /* ---------------------------------------------------------------------------------------------
    The relay logic (RELAY.md)
    ------------------------------------------------------------------------------------------- */

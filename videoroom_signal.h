@@ -459,8 +459,12 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms);
 /* For a host with its own poll loop: vrs_poll_fds fills `fds` with the descriptors the server
    waits on and the events it wants (returns how many, at most capacity; capacity
    max_connections + VRS_REJECT_SLOTS + 1 always suffices). Poll them with at most
-   vrs_timeout_ms() of waiting, then hand the same array, in the same order, with revents
-   filled, to vrs_process. Built with VRS_USE_EPOLL, the server waits on one descriptor, its
+   vrs_timeout_ms() of waiting (-1: no timer is due, wait until a descriptor is ready), then
+   hand the same array, in the same order, with revents filled, to vrs_process. From the first
+   call on, the descriptors wake the host for a connecting client. The host may put its own
+   descriptors after the server's in the same array and poll them all at once; vrs_process
+   takes the count vrs_poll_fds returned or the whole array's (it ignores what follows the
+   server's descriptors). Built with VRS_USE_EPOLL, the server waits on one descriptor, its
    epoll instance, and vrs_poll_fds gives just that one. */
 #define VRS_REJECT_SLOTS 16
 VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity);
@@ -5281,6 +5285,24 @@ static int vrs__listen(vrs_server *server) {
     return 1;
 }
 
+#ifdef VRS_USE_EPOLL
+#define VRS__LISTENER_TAG 0xFFFFFFFFu
+
+/* The listener leaves the epoll set while accepting is paused (out of descriptors), so that
+   its readiness does not wake every step. */
+static void vrs__watch_listener(vrs_server *server) {
+    int want = server->now_ms >= server->accept_paused_until_ms;
+    if (want != server->listener_watched) {
+        struct epoll_event event;
+        VRS_MEMSET(&event, 0, sizeof event);
+        event.events = EPOLLIN;
+        event.data.u32 = VRS__LISTENER_TAG;
+        if (epoll_ctl(server->epoll_fd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, server->listen_fd, &event) == 0)
+            server->listener_watched = want;
+    }
+}
+#endif
+
 VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     vrs_desc d;
     vrs__layout l;
@@ -5393,6 +5415,11 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
         if (owns) d.allocator.free(base, d.allocator.user_data);
         return VRS_ERROR_ADDRESS;
     }
+#ifdef VRS_USE_EPOLL
+    /* in the epoll set from the start: a host's own loop polls the epoll descriptor before it
+       ever calls vrs_process, and must wake when a client connects */
+    vrs__watch_listener(server);
+#endif
     *out_server = server;
     return VRS_OK;
 }
@@ -5444,22 +5471,6 @@ static void vrs__finish_step(vrs_server *server, int listener_ready) {
 
 #ifdef VRS_USE_EPOLL
 
-#define VRS__LISTENER_TAG 0xFFFFFFFFu
-
-/* The listener leaves the epoll set while accepting is paused (out of descriptors), so that
-   its readiness does not wake every step. */
-static void vrs__watch_listener(vrs_server *server) {
-    int want = server->now_ms >= server->accept_paused_until_ms;
-    if (want != server->listener_watched) {
-        struct epoll_event event;
-        VRS_MEMSET(&event, 0, sizeof event);
-        event.events = EPOLLIN;
-        event.data.u32 = VRS__LISTENER_TAG;
-        if (epoll_ctl(server->epoll_fd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, server->listen_fd, &event) == 0)
-            server->listener_watched = want;
-    }
-}
-
 /* One round over the connections epoll reports ready: the cost follows the traffic, not the
    number of connections. */
 static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
@@ -5492,6 +5503,8 @@ static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
 
 VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     if (capacity < 1) return 0;
+    server->now_ms = vrs__clock_ms();
+    vrs__watch_listener(server); /* back in the set when a pause of accepting has ended */
     fds[0].fd = server->epoll_fd;
     fds[0].events = POLLIN;
     fds[0].revents = 0;

@@ -1648,6 +1648,74 @@ TEST(websocket, host_driven_poll_loop) {
     WS_END(ts);
 }
 
+/* One round of a host's own loop: the server's descriptors, then the host's own `own_fd` after
+   them in the same array, one poll() of at most max_wait_ms, and the whole array handed to
+   vrs_process. Returns what poll() returned; *server_ready says whether a server descriptor was. */
+static int ws_own_loop_round(vrs_server *server, int own_fd, int max_wait_ms, int *server_ready) {
+    struct pollfd fds[TS_POLL_CAPACITY];
+    int n = vrs_poll_fds(server, fds, TS_POLL_CAPACITY - 1), wait = vrs_timeout_ms(server), ready, k;
+    if (wait < 0 || wait > max_wait_ms) wait = max_wait_ms;
+    fds[n].fd = own_fd;
+    fds[n].events = POLLIN;
+    fds[n].revents = 0;
+    ready = poll(fds, (nfds_t)n + 1, wait);
+    *server_ready = 0;
+    for (k = 0; k < n; k++) *server_ready |= fds[k].revents != 0;
+    if (fds[n].revents & POLLIN) {
+        char byte;
+        if (read(own_fd, &byte, 1) != 1) ready = -1;
+    }
+    vrs_process(server, fds, n + 1);
+    return ready;
+}
+
+/* A host's own loop from a fresh server, built with poll() and with epoll: the first
+   vrs_poll_fds/vrs_timeout_ms describe a server that accepts (with epoll, the listener was
+   registered only inside the first vrs_process, and vrs_timeout_ms said -1: the host's poll
+   slept for ever), and a descriptor of the host's after the server's disturbs nothing. */
+TEST(websocket, own_poll_loop_accepts_from_a_fresh_server) {
+    ts_server *ts = ts_server_new();
+    int own[2] = {-1, -1}, client, server_ready = 0, rounds;
+    struct sockaddr_in to;
+    char answer[512] = "";
+    size_t got = 0;
+    static const char request[] = "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(ts);
+    REQUIRE_EQ_INT(ts_server_start(ts), VRS_OK);
+    REQUIRE(pipe(own) == 0);
+    CHECK_EQ_INT(vrs_timeout_ms(ts->server), -1); /* no timer: the host may wait for ever */
+    client = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(client >= 0);
+    memset(&to, 0, sizeof to);
+    to.sin_family = AF_INET;
+    to.sin_port = htons((uint16_t)ts->port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(client, (struct sockaddr *)&to, sizeof to) == 0);
+    /* the very first wait of the host's loop wakes for the client (bounded, so that a failure
+       cannot hang the test) */
+    CHECK(ws_own_loop_round(ts->server, own[0], TS_TIMEOUT_MS, &server_ready) > 0);
+    CHECK(server_ready);
+    CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1);
+    /* the host's own descriptor is the host's: the server ignores it */
+    CHECK(write(own[1], "x", 1) == 1);
+    CHECK(ws_own_loop_round(ts->server, own[0], TS_TIMEOUT_MS, &server_ready) == 1);
+    CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1);
+    /* a request through the host's loop alone gets its answer (404: no on_http) */
+    REQUIRE(send(client, request, sizeof request - 1, 0) == (ssize_t)(sizeof request - 1));
+    for (rounds = 0; rounds < 50 && !strstr(answer, "\r\n\r\n"); rounds++) {
+        ssize_t n;
+        ws_own_loop_round(ts->server, own[0], 50, &server_ready);
+        n = recv(client, answer + got, sizeof answer - 1 - got, MSG_DONTWAIT);
+        if (n > 0) got += (size_t)n;
+        answer[got] = '\0';
+    }
+    CHECK(strncmp(answer, "HTTP/1.1 404", 12) == 0);
+    close(client);
+    close(own[0]);
+    close(own[1]);
+    ts_server_free(ts);
+}
+
 TEST(websocket, ipv6_dual_stack) {
     ts_server *ts;
     ts_client *c6, *c4;

@@ -17,7 +17,8 @@
 
    The implementation needs POSIX.1-2008. When the header is the first include of the
    implementing file it asks for that itself; otherwise compile with -D_POSIX_C_SOURCE=200809L
-   (or use gnu99/gnu11).
+   (or use gnu99/gnu11). The header is C99, and C++11 or later (it uses long long and
+   <stdint.h>); both compile warning-free at -Wall -Wextra -Wpedantic.
 
    A COMPLETE EXAMPLE: A VIDEO-ROOM SERVER
    ---------------------------------------
@@ -27,7 +28,7 @@
        #include "videoroom_signal.h"
 
        int main(void) {
-           vrs_desc desc = {0}; // 127.0.0.1:4000, the relay room logic
+           vrs_desc desc = VRS_ZERO_INIT; // 127.0.0.1:4000, the relay room logic
            vrs_server *server = NULL;
            if (vrs_create(&desc, &server) != VRS_OK) return 1;
            for (;;) vrs_step(server, 1000);
@@ -51,7 +52,8 @@
    CONCEPTS
    --------
    - vrs_desc describes the server. Zero-initialise it and set what you need: every field left
-     at 0 takes the default written beside it.
+     at 0 takes the default written beside it. `vrs_desc desc = VRS_ZERO_INIT;` does that
+     warning-free in C ({0}) and in C++ ({}); so does memset(&desc, 0, sizeof desc).
    - All memory is reserved at vrs_create, from a block you pass (desc.memory, sized by
      vrs_memory_size) or from desc.allocator (default malloc/free). Nothing is allocated
      afterwards: every table has a fixed capacity, and a full table is an answer (HTTP 503, a
@@ -64,9 +66,19 @@
      (a connection, or a join and a leave, costs more than that); a slot whose generation runs
      out is retired, never handed out again, instead of wrapping. Nothing the server keeps for
      an owner, cached or not, outlives it into the slot's next owner.
-   - Events arrive as callbacks from inside vrs_step (never from inside another vrs_ call), with
-     desc.user_data. Inside a callback the host may call any vrs_ function except
-     vrs_step/vrs_process/vrs_destroy.
+   - Events arrive as callbacks from inside vrs_step (or vrs_process). Calls that end peers or
+     rooms tell the room logic at once, from inside the call: vrs_peer_close and vrs_room_close
+     (on_peer_left, then on_room_destroyed when a room is left empty). vrs_destroy ends
+     everything the same way: on_peer_left for every peer, on_room_destroyed for every room and
+     on_close (1001) for every open connection, so that a host can free what its user pointers
+     hold where it always does; nothing it sends from there reaches anyone. Inside a callback
+     the host may call any vrs_ function except vrs_step/vrs_process/vrs_destroy.
+   - The user pointer rule: every callback gets the user_data of the struct that holds it:
+     desc.user_data for desc's own callbacks (on_upgrade, on_open, on_message, on_close,
+     on_http, on_connect), desc.room_logic.user_data for the room logic's, desc.logger.user_data
+     for the logger and desc.allocator.user_data for the allocator. Connections, rooms and
+     peers carry a user pointer each besides (vrs_conn_user_data, vrs_room_user_data,
+     vrs_peer_user_data).
    - Errors are data: functions return vrs_result (vrs_result_string names it) and log lines
      carry a stable vrs_log_item id, so a host can react to, and tests can assert on, the id.
 
@@ -103,8 +115,8 @@
    THE PHOENIX SOCKET
    ------------------
    The socket is mounted at desc.socket_path ("/socket"): clients connect to
-   /socket/websocket?vsn=2.0.0, as phoenix.js does. The project's PROTOCOL.md is the
-   specification; in short:
+   /socket/websocket?vsn=2.0.0, as phoenix.js does. docs/PROTOCOL.md in the repository is the
+   specification, with examples of every message; in short:
    - Handshake checks, in Phoenix's order: GET, then the Origin against desc.allowed_origins
      (403), then vsn (absent or 1.0.x: V1 objects; 2.0.x: V2 arrays and binary frames; other:
      403), then desc.on_connect (nonzero: 403; it sees the query parameters and the Phoenix 1.8
@@ -117,9 +129,11 @@
      than max_room_id_size bytes, or holding a control character, U+0000-U+001F or U+007F, so
      that "room:a\u0000b" never passes for room "a" in vrs_room_name or a log line), "too many
      channels joined" (max_channels_per_socket), "server is full" (max_channels). Other topics
-     get "unmatched topic". A duplicate join ends the old channel (phx_close after the new
-     join's reply); phx_leave replies ok then sends phx_close; a message with a stale join_ref is
-     dropped. A push "mediaEvent" {"data": D} goes to the room logic; other events, or a
+     get "unmatched topic". Every error reply's response is {"reason": TEXT}. A duplicate join
+     ends the old channel (phx_close after the new join's reply); phx_leave replies ok then
+     sends phx_close; a message with a stale join_ref is dropped. A push "mediaEvent"
+     {"data": D} goes to the room logic and gets no reply (phoenix.js's
+     push().receive("ok") never fires for it: answers come as pushes); other events, or a
      mediaEvent without "data", get an error reply and the channel stays.
    - An undecodable message (bad JSON, wrong shape, bad binary kind) closes the socket with
      1007. When a socket closes, each of its channels leaves its room; nothing is sent.
@@ -132,13 +146,15 @@
    (one peer), vrs_room_broadcast (all), vrs_room_broadcast_except (all but one), each sending
    the push "mediaEvent" {"data": D}; vrs_peer_close ends one peer's channel (phx_close: the
    client does not rejoin, its socket stays); vrs_room_close ends a room (its channels get
-   phx_error and phoenix.js rejoins); vrs_rooms lists the rooms. Rooms and peers are vrs_room / vrs_peer handles (stale ones are
-   refused) with a user pointer each. A room is destroyed when its last peer goes. The
-   vrs_json_* functions read D and write answers with the server's own JSON reader and writer
-   (strict, escaping, no allocation): see "JSON for room logic" below.
+   phx_error and phoenix.js rejoins); vrs_rooms lists the rooms. Rooms and peers are vrs_room
+   / vrs_peer handles (stale ones are refused) with a user pointer each. A room is destroyed
+   when its last peer goes. The vrs_json_* functions read D and write answers with the
+   server's own JSON reader and writer (strict, escaping, no allocation): see "JSON for room
+   logic" below.
 
-   With no room-logic callbacks the relay logic runs (the project's RELAY.md): D is a JSON
-   string holding an event E (or E itself). {"type":"join","data":{"metadata":M}} answers
+   With no room-logic callbacks the relay logic runs (docs/RELAY.md, with every event in both
+   directions and examples): D is a JSON string holding an event E (or E itself).
+   {"type":"join","data":{"metadata":M}} answers
    peerAccepted (the peers already in, in join order) and tells the others peerJoined;
    "leave" → peerLeft; "updatePeerMetadata" → peerUpdated; {"type":"custom","to":ID,"data":X}
    → {"type":"custom","from":ID,"data":X} to one peer, or to every other peer without "to".
@@ -274,7 +290,9 @@ typedef enum vrs_log_level {
     X(ROOM_TABLE_FULL, WARNING, "room table full: join answered \"failed to start room\"")        \
     X(CHANNEL_TABLE_FULL, WARNING, "channel table full: join answered \"server is full\"")        \
     X(MEMORY_PLAN_TOO_LARGE, ERROR, "the description needs more memory than size_t can count")    \
-    X(RESPONSE_HEAD_TOO_LARGE, WARNING, "response head over 1024 bytes: not sent")
+    X(RESPONSE_HEAD_TOO_LARGE, WARNING, "response head over 1024 bytes: not sent")                 \
+    X(INVALID_DESCRIPTION, ERROR, "vrs_create: a description field is out of range")             \
+    X(OUT_OF_MEMORY, ERROR, "vrs_create: not enough memory for the description")
 
 typedef enum vrs_log_item {
 #define VRS__LOG_ENUM(name, level, text) VRS_LOG_##name,
@@ -355,7 +373,7 @@ typedef struct vrs_connect_info {
 } vrs_connect_info;
 
 /* The room logic: where the original plugs in its SFU engine. Every callback is optional;
-   when all are NULL the default relay logic (shared/RELAY.md in the project) runs. */
+   when all are NULL the default relay logic (docs/RELAY.md) runs. Each gets user_data below. */
 typedef struct vrs_room_logic {
     void (*on_room_created)(vrs_server *server, vrs_room room, void *user_data);
     void (*on_room_destroyed)(vrs_server *server, vrs_room room, void *user_data);
@@ -383,6 +401,14 @@ typedef struct vrs_logger {
 } vrs_logger;
 
 #define VRS_PORT_ANY (-1) /* desc.port: let the system choose; vrs_port() tells which */
+
+/* Zero-initialises a vrs_desc (or any struct of this header) warning-free in C and C++:
+   `vrs_desc desc = VRS_ZERO_INIT;` (C's {0} warns in C++ with -Wextra; C++'s {} is not C99). */
+#ifdef __cplusplus
+#define VRS_ZERO_INIT {}
+#else
+#define VRS_ZERO_INIT {0}
+#endif
 
 typedef struct vrs_desc {
     const char *host;          /* "127.0.0.1"; "::" listens on every address, IPv4 and IPv6 */
@@ -446,10 +472,15 @@ typedef struct vrs_desc {
 
 /* Bytes vrs_create reserves for this description (its defaults resolved). */
 VRS_API size_t vrs_memory_size(const vrs_desc *desc);
-/* Reserves memory, binds and listens. On failure *server is NULL and a log line says why. */
+/* Reserves memory, binds and listens. On failure *server is NULL and a log line says why:
+   VRS_ERROR_INVALID_ARGUMENT (VRS_LOG_INVALID_DESCRIPTION names the field and its range),
+   VRS_ERROR_OUT_OF_MEMORY (VRS_LOG_OUT_OF_MEMORY: desc.memory_size too small, or the
+   allocator gave nothing), VRS_ERROR_ADDRESS (VRS_LOG_LISTEN_FAILED), VRS_ERROR_SYSTEM
+   (VRS_LOG_SYSTEM_ERROR). */
 VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **server);
 /* Sends 1001 to every open client, makes one attempt to flush, closes every socket and frees
-   the memory (when it came from the allocator). */
+   the memory (when it came from the allocator). Every peer, room and open connection ends
+   through its callback first (on_peer_left, on_room_destroyed, on_close): see CONCEPTS. */
 VRS_API void vrs_destroy(vrs_server *server);
 
 /* One round: poll for at most timeout_ms (0: do not wait), then accept, read, parse, dispatch,
@@ -2730,8 +2761,8 @@ static int64_t vrs__clock_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A log line through `logger` (VRS_DEFAULT_LOG when it has no function): also before a server
-   exists, for what is wrong with a description. */
+/* A log line through `logger` (VRS_DEFAULT_LOG when it is NULL or has no function): also
+   before a server exists, for what is wrong with a description. */
 static void vrs__log_to(const vrs_logger *logger, vrs_log_item item, const char *detail) {
     char message[256];
     vrs_log_level level = vrs__log_item_level(item);
@@ -2739,7 +2770,7 @@ static void vrs__log_to(const vrs_logger *logger, vrs_log_item item, const char 
         snprintf(message, sizeof message, "%s (%s)", vrs__log_item_text(item), detail);
     else
         snprintf(message, sizeof message, "%s", vrs__log_item_text(item));
-    if (logger->func)
+    if (logger && logger->func)
         logger->func(level, item, message, logger->user_data);
     else
         VRS_DEFAULT_LOG(level, item, message);
@@ -3870,7 +3901,7 @@ static void vrs__jw_metadata(vrs_server *server, vrs__json_writer *w, const vrs_
 }
 
 /* ---------------------------------------------------------------------------------------------
-   The Phoenix wire format (shared/PROTOCOL.md in the project): V1 objects, V2 arrays, V2 binary
+   The Phoenix wire format (docs/PROTOCOL.md): V1 objects, V2 arrays, V2 binary
    ------------------------------------------------------------------------------------------- */
 
 #define VRS__MAX_JSON_DEPTH 64
@@ -4446,7 +4477,7 @@ static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vr
 }
 
 /* ---------------------------------------------------------------------------------------------
-   The relay room logic (shared/RELAY.md in the project)
+   The relay room logic (docs/RELAY.md)
    ------------------------------------------------------------------------------------------- */
 
 /* The relay writes each event's D (a JSON string holding E) once, into relay_outer after room
@@ -5111,18 +5142,45 @@ static vrs_desc vrs__resolve_defaults(const vrs_desc *given) {
     return d;
 }
 
+/* 1 when a description (its defaults resolved) can make a server; else 0, with the first field
+   out of range and its rule written into `why` for the log line. */
+static int vrs__desc_check(const vrs_desc *d, char *why, size_t size) {
+#define VRS__FIELD_RULE(field, holds, rule)                                                      \
+    if (!(holds)) {                                                                              \
+        snprintf(why, size, "desc." #field " = %d: %s", (int)d->field, rule);                     \
+        return 0;                                                                                \
+    }
+    VRS__FIELD_RULE(port, d->port >= VRS_PORT_ANY && d->port <= 65535, "a TCP port or VRS_PORT_ANY")
+    VRS__FIELD_RULE(max_connections, d->max_connections > 0 && d->max_connections <= VRS__MAX_CONNECTIONS,
+                    "1 to 1,048,559")
+    VRS__FIELD_RULE(max_message_size, d->max_message_size > 0, "at least 1")
+    VRS__FIELD_RULE(max_request_size, d->max_request_size >= 256, "at least 256")
+    VRS__FIELD_RULE(send_queue_size, d->send_queue_size >= 256, "at least 256")
+    VRS__FIELD_RULE(buffer_pool_size, d->buffer_pool_size >= 4 * VRS_BLOCK_SIZE, "at least 4 blocks (VRS_BLOCK_SIZE)")
+    VRS__FIELD_RULE(handshake_timeout_ms, d->handshake_timeout_ms > 0, "at least 1")
+    VRS__FIELD_RULE(idle_timeout_ms, d->idle_timeout_ms > 0, "at least 1")
+    VRS__FIELD_RULE(close_timeout_ms, d->close_timeout_ms > 0, "at least 1")
+    if (d->disable_phoenix) return 1;
+    if (d->socket_path[0] != '/' || strlen(d->socket_path) >= 200) {
+        snprintf(why, size, "desc.socket_path \"%.40s\": a path starting with / and shorter than 200 bytes",
+                 d->socket_path);
+        return 0;
+    }
+    VRS__FIELD_RULE(max_channels_per_socket, d->max_channels_per_socket > 0, "at least 1")
+    VRS__FIELD_RULE(max_channels, d->max_channels > 0 && d->max_channels <= (int)VRS__INDEX_MASK, "1 to 1,048,575")
+    VRS__FIELD_RULE(max_rooms, d->max_rooms > 0 && d->max_rooms <= (int)VRS__INDEX_MASK, "1 to 1,048,575")
+    VRS__FIELD_RULE(max_peers_per_room, d->max_peers_per_room > 0, "at least 1")
+    VRS__FIELD_RULE(max_room_id_size, d->max_room_id_size > 0 && d->max_room_id_size <= 250, "1 to 250")
+    VRS__FIELD_RULE(max_metadata_size, d->max_metadata_size > 0 && d->max_metadata_size <= 65535, "1 to 65535")
+    VRS__FIELD_RULE(allowed_origin_count, d->allowed_origins == NULL || d->allowed_origin_count >= 0,
+                    "at least 0 when allowed_origins is set")
+#undef VRS__FIELD_RULE
+    return 1;
+}
+
 static int vrs__desc_is_valid(const vrs_desc *d) {
-    return d->port >= VRS_PORT_ANY && d->port <= 65535 && d->max_connections > 0 &&
-           d->max_connections <= VRS__MAX_CONNECTIONS && d->max_message_size > 0 &&
-           d->max_request_size >= 256 && d->send_queue_size >= 256 &&
-           d->buffer_pool_size >= 4 * VRS_BLOCK_SIZE && d->handshake_timeout_ms > 0 &&
-           d->idle_timeout_ms > 0 && d->close_timeout_ms > 0 &&
-           (d->disable_phoenix ||
-            (d->socket_path[0] == '/' && strlen(d->socket_path) < 200 && d->max_channels_per_socket > 0 &&
-             d->max_channels > 0 && d->max_channels <= (int)VRS__INDEX_MASK && d->max_rooms > 0 &&
-             d->max_rooms <= (int)VRS__INDEX_MASK && d->max_peers_per_room > 0 && d->max_room_id_size > 0 &&
-             d->max_room_id_size <= 250 && d->max_metadata_size > 0 && d->max_metadata_size <= 65535 &&
-             (d->allowed_origins == NULL || d->allowed_origin_count >= 0)));
+    char why[160];
+    return vrs__desc_check(d, why, sizeof why);
 }
 
 /* One block holds everything; these are the offsets of its parts. */
@@ -5310,14 +5368,27 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     vrs_server *server;
     uint32_t i;
     int owns = 0;
-    if (!out_server) return VRS_ERROR_INVALID_ARGUMENT;
+    char why[160];
+    if (!out_server || !desc) {
+        vrs__log_to(desc ? &desc->logger : NULL, VRS_LOG_INVALID_DESCRIPTION,
+                    desc ? "the server pointer is NULL" : "the description is NULL");
+        if (out_server) *out_server = NULL;
+        return VRS_ERROR_INVALID_ARGUMENT;
+    }
     *out_server = NULL;
-    if (!desc) return VRS_ERROR_INVALID_ARGUMENT;
     d = vrs__resolve_defaults(desc);
-    if (!vrs__desc_is_valid(&d)) return VRS_ERROR_INVALID_ARGUMENT;
-    if (vrs__planned_size(&d, &l) == 0) return VRS_ERROR_INVALID_ARGUMENT;
+    if (!vrs__desc_check(&d, why, sizeof why)) {
+        vrs__log_to(&d.logger, VRS_LOG_INVALID_DESCRIPTION, why);
+        return VRS_ERROR_INVALID_ARGUMENT;
+    }
+    if (vrs__planned_size(&d, &l) == 0) return VRS_ERROR_INVALID_ARGUMENT; /* logged there */
     if (d.memory) {
-        if (d.memory_size < l.total) return VRS_ERROR_OUT_OF_MEMORY;
+        if (d.memory_size < l.total) {
+            snprintf(why, sizeof why, "desc.memory_size = %lu bytes, vrs_memory_size = %lu",
+                     (unsigned long)d.memory_size, (unsigned long)l.total);
+            vrs__log_to(&d.logger, VRS_LOG_OUT_OF_MEMORY, why);
+            return VRS_ERROR_OUT_OF_MEMORY;
+        }
         base = VRS__CAST(uint8_t *, d.memory);
     } else {
         if (!d.allocator.alloc) {
@@ -5326,7 +5397,11 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
         }
         base = VRS__CAST(uint8_t *, d.allocator.alloc(l.total, d.allocator.user_data));
         /* cppcheck-suppress memleak ; nothing was allocated when base is NULL */
-        if (!base) return VRS_ERROR_OUT_OF_MEMORY;
+        if (!base) {
+            snprintf(why, sizeof why, "the allocator did not give %lu bytes", (unsigned long)l.total);
+            vrs__log_to(&d.logger, VRS_LOG_OUT_OF_MEMORY, why);
+            return VRS_ERROR_OUT_OF_MEMORY;
+        }
         owns = 1;
     }
     /* The block pool is left untouched: the system maps its pages only when blocks are used. */

@@ -1,29 +1,17 @@
 #!/bin/sh
-# Compiles the header as C99 and as C++ with gcc and clang, warning-free (-Werror): the
-# implementation through videoroom_signal.c, the declarations alone, and (as C) the example at
-# the top of the header's documentation and the README's room-logic example, extracted as
-# they are written there.
+# Compiles the header as C99 and as C++11 with gcc and clang, warning-free (-Werror): the
+# implementation through videoroom_signal.c, the declarations alone, and every example of the
+# documentation (the one at the top of the header and every C block of the README, extracted
+# as they are written there by tests/extract_examples.sh).
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p build/compile_check
 out=build/compile_check
 
-# The example follows the line naming it: the lines indented by seven spaces up to the first
-# line of prose.
-awk '/\(This exact code is compiled by the project.s tests.\)/ { found = 1; next }
-     found && /^       / { print substr($0, 8); next }
-     found && /^ *$/ { print ""; next }
-     found { exit }' videoroom_signal.h |
-    sed 's|#include "videoroom_signal.h"|#include "../../videoroom_signal.h"|' > $out/doc_example.c
-grep -q 'vrs_step' $out/doc_example.c || { echo "compile_check: example not found in the header"; exit 1; }
-
-# The README's room-logic example: the C block after its marker.
-awk '/<!-- room-logic-example -->/ { found = 1; next }
-     found && /^```c/ { inside = 1; next }
-     inside && /^```/ { exit }
-     inside { print }' README.md |
-    sed 's|#include "videoroom_signal.h"|#include "../../videoroom_signal.h"|' > $out/readme_room_logic.c
-grep -q 'vrs_room_broadcast_except' $out/readme_room_logic.c || { echo "compile_check: room-logic example not found in README.md"; exit 1; }
+sh tests/extract_examples.sh $out/examples
+grep -q 'vrs_step' $out/examples/doc_example.c || { echo "compile_check: example not found in the header"; exit 1; }
+grep -q 'vrs_peer_close' $out/examples/readme_room-logic-example.c ||
+    { echo "compile_check: room-logic example not found in README.md"; exit 1; }
 
 printf '#include "../../videoroom_signal.h"\nint vrs_declarations_only(void) { return (int)sizeof(vrs_desc); }\n' > $out/declarations.c
 
@@ -34,10 +22,7 @@ for compiler in gcc clang g++ clang++; do
         *++) lang="-x c++ -std=c++11" ;;
         *)   lang="-std=c99" ;;
     esac
-    sources="videoroom_signal.c $out/declarations.c"
-    # The example is C: `vrs_desc desc = {0};` is C's idiom (C++ writes `= {}`).
-    case $compiler in *++) ;; *) sources="$sources $out/doc_example.c $out/readme_room_logic.c" ;; esac
-    for source in $sources; do
+    for source in videoroom_signal.c $out/declarations.c $out/examples/*.c; do
         if $compiler $lang -Wall -Wextra -Wpedantic -Werror -c "$source" -o $out/check.o; then
             echo "compile_check: $compiler $lang $source: ok"
         else

@@ -1,5 +1,5 @@
-/* Phoenix channel layer, room table and relay room logic: shared/PROTOCOL.md (the wire protocol)
-   and shared/RELAY.md (channels, rooms, the relay logic).
+/* Phoenix channel layer, room table and relay room logic: docs/PROTOCOL.md (the wire protocol)
+   and docs/RELAY.md (channels, rooms, the relay logic).
 
    The codecs are called directly (vrs__decode_v2, vrs__decode_v1, vrs__decode_v2_binary,
    vrs__envelope_pieces); everything else runs over loopback against an in-process server
@@ -519,6 +519,11 @@ typedef struct px_rec {
 
 static px_rec px_recorder;
 static int px_room_tag, px_peer_tags[64];
+static int px_foreign_user_data; /* room-logic callbacks that got another pointer than room_logic.user_data */
+
+static void px_check_user_data(void *user_data) {
+    if (user_data != &px_recorder) px_foreign_user_data++;
+}
 
 static px_call *px_record(char kind, vrs_server *server, vrs_room room, vrs_peer peer) {
     px_call *call = &px_recorder.calls[px_recorder.count < 64 ? px_recorder.count : 63];
@@ -537,7 +542,7 @@ static px_call *px_record(char kind, vrs_server *server, vrs_room room, vrs_peer
 static void px_on_room_created(vrs_server *server, vrs_room room, void *user_data) {
     vrs_peer none;
     none.id = 0;
-    (void)user_data;
+    px_check_user_data(user_data);
     px_record('C', server, room, none);
     if (px_recorder.tag) vrs_room_set_user_data(server, room, &px_room_tag);
 }
@@ -545,19 +550,19 @@ static void px_on_room_created(vrs_server *server, vrs_room room, void *user_dat
 static void px_on_room_destroyed(vrs_server *server, vrs_room room, void *user_data) {
     vrs_peer none;
     none.id = 0;
-    (void)user_data;
+    px_check_user_data(user_data);
     px_record('D', server, room, none);
 }
 
 static void px_on_peer_joined(vrs_server *server, vrs_room room, vrs_peer peer, void *user_data) {
     px_call *call = px_record('J', server, room, peer);
-    (void)user_data;
+    px_check_user_data(user_data);
     if (px_recorder.tag) vrs_peer_set_user_data(server, peer, &px_peer_tags[call - px_recorder.calls]);
     if (px_recorder.greet) vrs_peer_send(server, peer, "\"hello\"", 7);
 }
 
 static void px_on_peer_left(vrs_server *server, vrs_room room, vrs_peer peer, void *user_data) {
-    (void)user_data;
+    px_check_user_data(user_data);
     px_record('L', server, room, peer);
     if (px_recorder.close_on_left) {
         vrs_result result = vrs_room_close(server, room);
@@ -569,7 +574,7 @@ static void px_on_peer_left(vrs_server *server, vrs_room room, vrs_peer peer, vo
 static void px_on_media_event(vrs_server *server, vrs_room room, vrs_peer peer, const char *data,
                               size_t length, void *user_data) {
     px_call *call = px_record('M', server, room, peer);
-    (void)user_data;
+    px_check_user_data(user_data);
     snprintf(call->data, sizeof call->data, "%.*s", (int)length, data);
     if (px_recorder.echo) vrs_peer_send(server, peer, data, length);
     if (px_recorder.close_on_media) {
@@ -583,6 +588,7 @@ static void px_on_media_event(vrs_server *server, vrs_room room, vrs_peer peer, 
 PX_FN ts_server *px_logic_server_new(void) {
     ts_server *ts = px_server_new();
     memset(&px_recorder, 0, sizeof px_recorder);
+    px_foreign_user_data = 0;
     if (!ts) return NULL;
     ts->desc.room_logic.on_room_created = px_on_room_created;
     ts->desc.room_logic.on_room_destroyed = px_on_room_destroyed;
@@ -1990,6 +1996,10 @@ TEST(phoenix, logic_room_close_from_callbacks) {
 }
 
 /* vrs_destroy with rooms in use: the room logic hears every peer leave and every room go. */
+/* vrs_destroy ends every peer and room as a leaving socket does: on_peer_left for each peer,
+   on_room_destroyed for each room, on_close (1001) for each socket, so that a host frees what
+   its user pointers hold there. Room-logic callbacks get room_logic.user_data, the others
+   desc.user_data, as always; what they ask of the server then does no harm. */
 TEST(phoenix, logic_destroy_ends_rooms) {
     ts_server *ts = px_logic_server_new();
     ts_client *a, *b;
@@ -2001,6 +2011,14 @@ TEST(phoenix, logic_destroy_ends_rooms) {
     REQUIRE(px_join(b, "room:1", "1"));
     REQUIRE(px_join(b, "room:2", "2"));
     CHECK_EQ_STR(px_kinds(), "CJJCJ");
+    px_recorder.close_on_left = 1; /* each on_peer_left also calls vrs_room_close */
+    vrs_destroy(ts->server);
+    ts->server = NULL;
+    CHECK(ts->desc.user_data == ts && ts->desc.room_logic.user_data == &px_recorder);
+    CHECK_EQ_INT(px_foreign_user_data, 0);
+    CHECK_EQ_INT(ts->close_count, 2);
+    CHECK_EQ_INT(ts->close_codes[0], 1001);
+    CHECK_EQ_INT(ts->close_codes[1], 1001);
     ts_server_free(ts);
     {
         int i, left = 0, destroyed = 0;

@@ -1607,6 +1607,109 @@ TEST(websocket, memory_size_and_caller_memory) {
     CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_INVALID_ARGUMENT);
 }
 
+/* What vrs_create logged last. */
+static struct {
+    vrs_log_item item;
+    char message[256];
+    int count;
+} ws_create_log;
+
+static void ws_create_logger(vrs_log_level level, vrs_log_item item, const char *message, void *user_data) {
+    (void)level;
+    (void)user_data;
+    ws_create_log.item = item;
+    snprintf(ws_create_log.message, sizeof ws_create_log.message, "%s", message);
+    ws_create_log.count++;
+}
+
+static void *ws_refusing_alloc(size_t size, void *user_data) {
+    (void)size;
+    (void)user_data;
+    return NULL;
+}
+
+static void ws_unused_free(void *pointer, void *user_data) {
+    (void)pointer;
+    (void)user_data;
+}
+
+TEST(websocket, create_failures_are_logged_with_their_reason) {
+    static const char *const origins[] = {"http://a"};
+    static const struct {
+        const char *field; /* what the log line names */
+        int value;
+    } bad[] = {
+        {"port", 70000}, {"port", -2}, {"max_connections", -1}, {"max_connections", 2000000},
+        {"max_message_size", -1}, {"max_request_size", 10}, {"send_queue_size", 10}, {"buffer_pool_size", 100},
+        {"handshake_timeout_ms", -1}, {"idle_timeout_ms", -1}, {"close_timeout_ms", -1},
+        {"socket_path", 0}, {"max_channels_per_socket", -1}, {"max_channels", -1}, {"max_rooms", -1},
+        {"max_peers_per_room", -5}, {"max_room_id_size", 251}, {"max_metadata_size", 70000},
+        {"allowed_origin_count", -1},
+    };
+    vrs_desc d;
+    vrs_server *server = NULL, *first = NULL;
+    size_t i;
+    char want[64];
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&d, 0, sizeof d);
+        memset(&ws_create_log, 0, sizeof ws_create_log);
+        d.port = VRS_PORT_ANY;
+        d.logger.func = ws_create_logger;
+#define WS_SET(name) if (strcmp(bad[i].field, #name) == 0) d.name = bad[i].value
+        WS_SET(port); WS_SET(max_connections); WS_SET(max_message_size); WS_SET(max_request_size);
+        WS_SET(send_queue_size); WS_SET(buffer_pool_size); WS_SET(handshake_timeout_ms); WS_SET(idle_timeout_ms);
+        WS_SET(close_timeout_ms); WS_SET(max_channels_per_socket); WS_SET(max_channels); WS_SET(max_rooms);
+        WS_SET(max_peers_per_room); WS_SET(max_room_id_size); WS_SET(max_metadata_size);
+#undef WS_SET
+        if (strcmp(bad[i].field, "socket_path") == 0) d.socket_path = "socket";
+        if (strcmp(bad[i].field, "allowed_origin_count") == 0) {
+            d.allowed_origins = origins;
+            d.allowed_origin_count = -1;
+        }
+        CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_INVALID_ARGUMENT);
+        CHECK(server == NULL);
+        CHECK_EQ_INT(ws_create_log.count, 1);
+        CHECK_EQ_INT(ws_create_log.item, VRS_LOG_INVALID_DESCRIPTION);
+        snprintf(want, sizeof want, "desc.%s", bad[i].field);
+        if (!strstr(ws_create_log.message, want)) VRS_TEST_FAIL("%s: logged \"%s\"", bad[i].field, ws_create_log.message);
+    }
+    /* a block one byte short */
+    memset(&d, 0, sizeof d);
+    d.port = VRS_PORT_ANY;
+    d.max_connections = 4;
+    d.logger.func = ws_create_logger;
+    d.memory_size = vrs_memory_size(&d) - 1;
+    d.memory = malloc(d.memory_size);
+    REQUIRE(d.memory != NULL);
+    memset(&ws_create_log, 0, sizeof ws_create_log);
+    CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_OUT_OF_MEMORY);
+    CHECK_EQ_INT(ws_create_log.item, VRS_LOG_OUT_OF_MEMORY);
+    CHECK(strstr(ws_create_log.message, "desc.memory_size") != NULL);
+    free(d.memory);
+    d.memory = NULL;
+    d.memory_size = 0;
+    /* an allocator that gives nothing */
+    d.allocator.alloc = ws_refusing_alloc;
+    d.allocator.free = ws_unused_free;
+    memset(&ws_create_log, 0, sizeof ws_create_log);
+    CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_OUT_OF_MEMORY);
+    CHECK_EQ_INT(ws_create_log.item, VRS_LOG_OUT_OF_MEMORY);
+    CHECK(strstr(ws_create_log.message, "allocator") != NULL);
+    memset(&d.allocator, 0, sizeof d.allocator);
+    /* a port already taken */
+    REQUIRE_EQ_INT(vrs_create(&d, &first), VRS_OK);
+    d.port = vrs_port(first);
+    memset(&ws_create_log, 0, sizeof ws_create_log);
+    CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_ADDRESS);
+    CHECK_EQ_INT(ws_create_log.item, VRS_LOG_LISTEN_FAILED);
+    vrs_destroy(first);
+    /* no server pointer */
+    memset(&ws_create_log, 0, sizeof ws_create_log);
+    CHECK_EQ_INT(vrs_create(&d, NULL), VRS_ERROR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(ws_create_log.item, VRS_LOG_INVALID_DESCRIPTION);
+    CHECK(server == NULL);
+}
+
 TEST(websocket, host_driven_poll_loop) {
     ts_server *ts = ts_server_new();
     ts_client *c, *raw;

@@ -182,10 +182,15 @@ bench-profile: bench-build
 	PYTHON=$(PYTHON) bash bench/profile.sh
 
 # ---- hosts for the end-to-end tests --------------------------------------------------------
-# Small hosts the tests in tests/e2e start beside the demo server, under the sanitizers: each
-# one .c file in tests/e2e/hosts/ whose opening comment says what it does.
-E2E_HOSTS = build/peer_close_host_sanitized
+# Hosts the tests in tests/e2e start beside the demo server, under the sanitizers: the README's
+# room-logic example as it is written there, and small hosts in tests/e2e/hosts/, each one .c
+# file whose opening comment says what it does.
+E2E_HOSTS = build/peer_close_host_sanitized build/readme_room_logic_sanitized
 e2e-test: $(E2E_HOSTS)
 
 build/%_host_sanitized: tests/e2e/hosts/%_host.c $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) $< -o $@
+
+build/readme_room_logic_sanitized: README.md tests/extract_examples.sh $(HEADER) | build
+	sh tests/extract_examples.sh build/examples
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) build/examples/readme_room-logic-example.c -o $@

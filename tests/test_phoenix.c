@@ -1995,7 +1995,6 @@ TEST(phoenix, logic_room_close_from_callbacks) {
     CHECK(px_finish(ts, a, c, NULL));
 }
 
-/* vrs_destroy with rooms in use: the room logic hears every peer leave and every room go. */
 /* vrs_destroy ends every peer and room as a leaving socket does: on_peer_left for each peer,
    on_room_destroyed for each room, on_close (1001) for each socket, so that a host frees what
    its user pointers hold there. Room-logic callbacks get room_logic.user_data, the others
@@ -2221,6 +2220,53 @@ TEST(phoenix, logic_invalid_data) {
     CHECK_EQ_INT(vrs_peer_send(ts->server, p, "12345", 2), VRS_OK);
     PX_EXPECT_EXACT(a, "[\"1\",null,\"room:i\",\"mediaEvent\",{\"data\":12}]");
     CHECK(px_finish(ts, a, NULL));
+}
+
+/* vrs_peer_close ends one channel: its client gets phx_close with the reason (V2 and V1), the
+   room logic hears the peer leave at once, the socket's other channel stays, and the last peer
+   takes its room with it; vrs_rooms lists what is left. */
+TEST(phoenix, logic_peer_close_ends_one_channel) {
+    ts_server *ts = px_logic_server_new();
+    ts_client *a, *b;
+    vrs_room rooms[4];
+    char long_reason[VRS_PEER_CLOSE_REASON_MAX + 2];
+    vrs_peer pa;
+    REQUIRE(ts && px_start(ts));
+    a = px_v2(ts);
+    b = px_ws(ts, PX_V1, NULL);
+    REQUIRE(a && b);
+    REQUIRE(px_join(a, "room:k", "1"));
+    REQUIRE(px_join(a, "room:other", "2"));
+    REQUIRE(px_sendf(b, "{\"topic\":\"room:k\",\"event\":\"phx_join\",\"payload\":{},\"ref\":\"9\"}") == 0);
+    PX_EXPECT_EXACT(b, "{\"topic\":\"room:k\",\"event\":\"phx_reply\",\"payload\":{\"status\":\"ok\",\"response\":{}},\"ref\":\"9\"}");
+    CHECK_EQ_INT(vrs_rooms(ts->server, rooms, 4), 2);
+    CHECK_EQ_INT(vrs_rooms(ts->server, rooms, 1), 1);
+    pa = px_peer_at(ts, "k", 0);
+    REQUIRE(pa.id);
+    /* refusals change nothing */
+    memset(long_reason, 'x', sizeof long_reason - 1);
+    long_reason[sizeof long_reason - 1] = '\0';
+    CHECK_EQ_INT(vrs_peer_close(ts->server, pa, long_reason), VRS_ERROR_TOO_LARGE);
+    CHECK_EQ_INT(vrs_peer_close(ts->server, pa, "\xff"), VRS_ERROR_INVALID_ARGUMENT);
+    CHECK(px_quiet(a));
+    px_recorder.count = 0;
+    CHECK_EQ_INT(vrs_peer_close(ts->server, pa, "too \"loud\""), VRS_OK);
+    CHECK_EQ_STR(px_kinds(), "L"); /* heard at once, from inside the call */
+    PX_EXPECT_EXACT(a, "[\"1\",\"1\",\"room:k\",\"phx_close\",{\"reason\":\"too \\\"loud\\\"\"}]");
+    CHECK_EQ_INT(vrs_peer_close(ts->server, pa, NULL), VRS_ERROR_INVALID_CONNECTION); /* stale now */
+    CHECK_EQ_INT(vrs_room_peer_count(ts->server, vrs_find_room(ts->server, "k")), 1);
+    CHECK(px_quiet(a)); /* the socket and its other channel stay */
+    CHECK(vrs_peer_send(ts->server, px_peer_at(ts, "other", 0), "1", 1) == VRS_OK);
+    PX_EXPECT_EXACT(a, "[\"2\",null,\"room:other\",\"mediaEvent\",{\"data\":1}]");
+    /* V1, no reason: {}, and the join's join_ref as ref (this join sent none); the room goes
+       with its last peer */
+    CHECK_EQ_INT(vrs_peer_close(ts->server, px_peer_at(ts, "k", 0), NULL), VRS_OK);
+    PX_EXPECT_EXACT(b, "{\"topic\":\"room:k\",\"event\":\"phx_close\",\"payload\":{},\"ref\":null}");
+    CHECK_EQ_STR(px_kinds(), "LLD");
+    CHECK_EQ_INT(vrs_rooms(ts->server, rooms, 4), 1);
+    CHECK_EQ_STR(vrs_room_name(ts->server, rooms[0]), "other");
+    CHECK(px_quiet1(b));
+    CHECK(px_finish(ts, a, b, NULL));
 }
 
 TEST(phoenix, logic_push_refuses_reserved_events_and_non_objects) {

@@ -47,8 +47,8 @@ unit-test: $(TESTS)
 	./build/test_videoroom_signal
 	@if [ -n "$(EVENTS)" ]; then echo "== again, waiting with epoll"; ./build/test_videoroom_signal_epoll; fi
 
-# The header, its stub and the example at the top of its documentation compile warning-free as
-# C99 and as C++ with gcc and clang.
+# The header, its stub, the example at the top of its documentation and every C example of the
+# README compile warning-free as C99 and as C++11 with gcc and clang.
 compile-check: | build
 	sh tests/compile_check.sh
 

@@ -473,7 +473,8 @@ typedef struct vrs_desc {
 /* Bytes vrs_create reserves for this description (its defaults resolved). */
 VRS_API size_t vrs_memory_size(const vrs_desc *desc);
 /* Reserves memory, binds and listens. On failure *server is NULL and a log line says why:
-   VRS_ERROR_INVALID_ARGUMENT (VRS_LOG_INVALID_DESCRIPTION names the field and its range),
+   VRS_ERROR_INVALID_ARGUMENT (VRS_LOG_INVALID_DESCRIPTION names the field and its range;
+   VRS_LOG_MEMORY_PLAN_TOO_LARGE: the sizes pass what size_t counts),
    VRS_ERROR_OUT_OF_MEMORY (VRS_LOG_OUT_OF_MEMORY: desc.memory_size too small, or the
    allocator gave nothing), VRS_ERROR_ADDRESS (VRS_LOG_LISTEN_FAILED), VRS_ERROR_SYSTEM
    (VRS_LOG_SYSTEM_ERROR). */

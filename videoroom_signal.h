@@ -5143,39 +5143,42 @@ static vrs_desc vrs__resolve_defaults(const vrs_desc *given) {
     return d;
 }
 
+/* 1 when `value` of desc.`field` lies in [low, high]; else 0, with the rule written into `why`. */
+static int vrs__field_in_range(const char *field, int value, int low, int high, char *why, size_t size) {
+    if (value >= low && value <= high) return 1;
+    if (high == 0x7FFFFFFF) snprintf(why, size, "desc.%s = %d: at least %d", field, value, low);
+    else snprintf(why, size, "desc.%s = %d: %d to %d", field, value, low, high);
+    return 0;
+}
+
 /* 1 when a description (its defaults resolved) can make a server; else 0, with the first field
    out of range and its rule written into `why` for the log line. */
 static int vrs__desc_check(const vrs_desc *d, char *why, size_t size) {
-#define VRS__FIELD_RULE(field, holds, rule)                                                      \
-    if (!(holds)) {                                                                              \
-        snprintf(why, size, "desc." #field " = %d: %s", (int)d->field, rule);                     \
-        return 0;                                                                                \
-    }
-    VRS__FIELD_RULE(port, d->port >= VRS_PORT_ANY && d->port <= 65535, "a TCP port or VRS_PORT_ANY")
-    VRS__FIELD_RULE(max_connections, d->max_connections > 0 && d->max_connections <= VRS__MAX_CONNECTIONS,
-                    "1 to 1,048,559")
-    VRS__FIELD_RULE(max_message_size, d->max_message_size > 0, "at least 1")
-    VRS__FIELD_RULE(max_request_size, d->max_request_size >= 256, "at least 256")
-    VRS__FIELD_RULE(send_queue_size, d->send_queue_size >= 256, "at least 256")
-    VRS__FIELD_RULE(buffer_pool_size, d->buffer_pool_size >= 4 * VRS_BLOCK_SIZE, "at least 4 blocks (VRS_BLOCK_SIZE)")
-    VRS__FIELD_RULE(handshake_timeout_ms, d->handshake_timeout_ms > 0, "at least 1")
-    VRS__FIELD_RULE(idle_timeout_ms, d->idle_timeout_ms > 0, "at least 1")
-    VRS__FIELD_RULE(close_timeout_ms, d->close_timeout_ms > 0, "at least 1")
+#define VRS__FIELD_RANGE(field, low, high)                                                       \
+    if (!vrs__field_in_range(#field, d->field, (low), (high), why, size)) return 0
+    VRS__FIELD_RANGE(port, VRS_PORT_ANY, 65535);
+    VRS__FIELD_RANGE(max_connections, 1, VRS__MAX_CONNECTIONS);
+    VRS__FIELD_RANGE(max_message_size, 1, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(max_request_size, 256, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(send_queue_size, 256, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(buffer_pool_size, 4 * VRS_BLOCK_SIZE, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(handshake_timeout_ms, 1, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(idle_timeout_ms, 1, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(close_timeout_ms, 1, 0x7FFFFFFF);
     if (d->disable_phoenix) return 1;
     if (d->socket_path[0] != '/' || strlen(d->socket_path) >= 200) {
         snprintf(why, size, "desc.socket_path \"%.40s\": a path starting with / and shorter than 200 bytes",
                  d->socket_path);
         return 0;
     }
-    VRS__FIELD_RULE(max_channels_per_socket, d->max_channels_per_socket > 0, "at least 1")
-    VRS__FIELD_RULE(max_channels, d->max_channels > 0 && d->max_channels <= (int)VRS__INDEX_MASK, "1 to 1,048,575")
-    VRS__FIELD_RULE(max_rooms, d->max_rooms > 0 && d->max_rooms <= (int)VRS__INDEX_MASK, "1 to 1,048,575")
-    VRS__FIELD_RULE(max_peers_per_room, d->max_peers_per_room > 0, "at least 1")
-    VRS__FIELD_RULE(max_room_id_size, d->max_room_id_size > 0 && d->max_room_id_size <= 250, "1 to 250")
-    VRS__FIELD_RULE(max_metadata_size, d->max_metadata_size > 0 && d->max_metadata_size <= 65535, "1 to 65535")
-    VRS__FIELD_RULE(allowed_origin_count, d->allowed_origins == NULL || d->allowed_origin_count >= 0,
-                    "at least 0 when allowed_origins is set")
-#undef VRS__FIELD_RULE
+    VRS__FIELD_RANGE(max_channels_per_socket, 1, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(max_channels, 1, (int)VRS__INDEX_MASK);
+    VRS__FIELD_RANGE(max_rooms, 1, (int)VRS__INDEX_MASK);
+    VRS__FIELD_RANGE(max_peers_per_room, 1, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(max_room_id_size, 1, 250);
+    VRS__FIELD_RANGE(max_metadata_size, 1, 65535);
+    if (d->allowed_origins) VRS__FIELD_RANGE(allowed_origin_count, 0, 0x7FFFFFFF);
+#undef VRS__FIELD_RANGE
     return 1;
 }
 

@@ -1673,6 +1673,23 @@ TEST(websocket, create_failures_are_logged_with_their_reason) {
         snprintf(want, sizeof want, "desc.%s", bad[i].field);
         if (!strstr(ws_create_log.message, want)) VRS_TEST_FAIL("%s: logged \"%s\"", bad[i].field, ws_create_log.message);
     }
+    /* the whole line: the field, its value and its range */
+    memset(&d, 0, sizeof d);
+    d.port = VRS_PORT_ANY;
+    d.logger.func = ws_create_logger;
+    d.max_rooms = (int)VRS__INDEX_MASK + 1;
+    CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_INVALID_ARGUMENT);
+    {
+        char line[256];
+        snprintf(line, sizeof line, "vrs_create: a description field is out of range (desc.max_rooms = %d: 1 to %d)",
+                 (int)VRS__INDEX_MASK + 1, (int)VRS__INDEX_MASK);
+        CHECK_EQ_STR(ws_create_log.message, line);
+    }
+    d.max_rooms = 0;
+    d.max_peers_per_room = -5;
+    CHECK_EQ_INT(vrs_create(&d, &server), VRS_ERROR_INVALID_ARGUMENT);
+    CHECK_EQ_STR(ws_create_log.message,
+                 "vrs_create: a description field is out of range (desc.max_peers_per_room = -5: at least 1)");
     /* a block one byte short */
     memset(&d, 0, sizeof d);
     d.port = VRS_PORT_ANY;

@@ -691,12 +691,8 @@ static void sfu_plugin_event(sfu_host *host, int index, int subscriber, json_spa
             json_span_raw(&w, sdp);
             json_text(&w, "}}}");
             sfu_send_event(host, peer, &w);
+            /* The feed can be subscribed to once its connection is up ("webrtcup"). */
             if (json_member(data, "streams", &value)) sfu_read_tracks(peer, value);
-            if (!peer->published) {
-                peer->published = 1;
-                sfu_announce_tracks(host, index, 1);
-                sfu_room_feeds_changed(host, peer->room);
-            }
         }
         return; /* "publishers", "leaving", "unpublished": this logic keeps the feeds itself */
     }
@@ -712,6 +708,17 @@ static void sfu_plugin_event(sfu_host *host, int index, int subscriber, json_spa
         peer->subscriber_state = SFU_SUB_READY;
         if (peer->subscriptions_stale) sfu_update_subscriptions(host, index);
     }
+}
+
+/* The peer's feed starts (its publisher connection is up: Janus now lets others subscribe
+   to it) or stops (the connection hung up: Janus takes it out of every subscription). */
+static void sfu_peer_publishes(sfu_host *host, int index, int publishing) {
+    sfu_peer *peer = &host->peers[index];
+    if (peer->published == publishing || peer->state != SFU_PEER_JOINED) return;
+    if (!publishing) sfu_announce_tracks(host, index, 0);
+    peer->published = publishing;
+    if (publishing) sfu_announce_tracks(host, index, 1);
+    sfu_room_feeds_changed(host, peer->room);
 }
 
 /* Finds which peer owns a Janus handle (the sender of an event). */
@@ -906,6 +913,10 @@ static void sfu_receive(sfu_host *host, const char *text, size_t length) {
             if (owner >= 0) sfu_plugin_event(host, owner, subscriber, message, pending);
         } else if (strcmp(janus, "trickle") == 0 && owner >= 0 && json_member(message, "candidate", &value)) {
             sfu_trickle_to_page(host, owner, subscriber, value);
+        } else if (owner >= 0 && !subscriber && strcmp(janus, "webrtcup") == 0) {
+            sfu_peer_publishes(host, owner, 1);
+        } else if (owner >= 0 && !subscriber && strcmp(janus, "hangup") == 0) {
+            sfu_peer_publishes(host, owner, 0);
         } else if (strcmp(janus, "timeout") == 0) {
             sfu_logf(host, "Janus: a session timed out");
         }

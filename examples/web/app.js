@@ -10,6 +10,7 @@
 import { Socket } from './phoenix_client.js';
 import { Relay } from './relay.js';
 import { Mesh } from './call.js';
+import { Sfu } from './sfu.js';
 import * as ui from './ui.js';
 
 const MAX_NAME_LENGTH = 40;
@@ -65,14 +66,19 @@ function describeMediaError(error) {
   }
 }
 
-async function fetchIceServers() {
+// The server's settings for the page: ICE servers, and "mode": "sfu" when its rooms are an SFU's
+// (examples/sfu) rather than a mesh.
+async function fetchConfig() {
   try {
     const response = await fetch('/config.json', { cache: 'no-store' });
-    if (!response.ok) return [];
+    if (!response.ok) return { iceServers: [], mode: 'mesh' };
     const config = await response.json();
-    return Array.isArray(config.iceServers) ? config.iceServers : [];
+    return {
+      iceServers: Array.isArray(config.iceServers) ? config.iceServers : [],
+      mode: config.mode === 'sfu' ? 'sfu' : 'mesh',
+    };
   } catch (err) {
-    return []; // none are needed on one machine or a LAN
+    return { iceServers: [], mode: 'mesh' }; // no ICE servers are needed on one machine or a LAN
   }
 }
 
@@ -103,7 +109,7 @@ class Session {
 
   async start() {
     ui.showJoining();
-    const [{ stream, error }, iceServers] = await Promise.all([getLocalMedia(), fetchIceServers()]);
+    const [{ stream, error }, { iceServers, mode }] = await Promise.all([getLocalMedia(), fetchConfig()]);
     if (this.ended) { // left while the permission prompt was open
       if (stream) stream.getTracks().forEach((track) => track.stop());
       return;
@@ -122,7 +128,9 @@ class Session {
     ui.setTileStream('self', stream);
     ui.setConnection('Connecting…');
 
-    this.mesh = new Mesh({
+    // One upstream connection through the SFU, or one call per participant.
+    const Calls = mode === 'sfu' ? Sfu : Mesh;
+    this.mesh = new Calls({
       iceServers,
       localStream: stream,
       signal: (peerId, data) => this.relay.sendTo(peerId, data),
@@ -157,6 +165,10 @@ class Session {
     this.relay.on('peerLeft', ({ data }) => this.removePeer(data.peerId));
     this.relay.on('peerUpdated', ({ data }) => this.updatePeer(data.peerId, data.metadata));
     this.relay.on('custom', ({ from, data }) => this.mesh.receive(from, data));
+    // SFU mode: each participant's tracks come with the subscriber's offers, which say whose
+    // track each one is; the tiles follow peerJoined and peerLeft.
+    this.relay.on('tracksAdded', () => {});
+    this.relay.on('tracksRemoved', () => {});
     this.relay.on('error', ({ data }) => {
       const message = (data && data.message) || 'error';
       console.warn('relay error:', message);
@@ -339,6 +351,10 @@ window.videoroom = {
       };
     }
     return result;
+  },
+  // Our own video going up: {streams: outbound video streams, bytes: sent so far}.
+  async outbound() {
+    return session && session.mesh ? session.mesh.outboundVideo() : { streams: 0, bytes: 0 };
   },
 };
 

@@ -238,4 +238,27 @@ export class Mesh {
     }
     return result;
   }
+
+  // Our video going up: one outbound stream per call.
+  async outboundVideo() {
+    return outboundVideoOf([...this.calls.values()].map((call) => call.pc));
+  }
+}
+
+// How many outbound video streams some RTCPeerConnections send, and their bytes so far.
+export async function outboundVideoOf(connections) {
+  let streams = 0;
+  let bytes = 0;
+  for (const pc of connections) {
+    try {
+      (await pc.getStats()).forEach((stat) => {
+        if (stat.type !== 'outbound-rtp' || (stat.kind || stat.mediaType) !== 'video') return;
+        streams += 1;
+        bytes += stat.bytesSent || 0;
+      });
+    } catch (err) {
+      // closed meanwhile
+    }
+  }
+  return { streams, bytes };
 }

@@ -130,6 +130,7 @@ typedef struct sfu_host {
     int64_t reconnect_at;
     uint64_t next_transaction;
     int max_publishers;           /* per Janus room */
+    int verbose;                  /* 1: log every message to and from Janus (its start) */
     sfu_room rooms[SFU_MAX_ROOMS];
     sfu_peer peers[SFU_MAX_PEERS];
     sfu_pending pending[SFU_MAX_PENDING];
@@ -195,6 +196,7 @@ static void sfu_flush(sfu_host *host) {
 static int sfu_send(sfu_host *host, const char *text, size_t length) {
     uint32_t length32 = (uint32_t)length;
     if (host->fd < 0) return 0;
+    if (host->verbose) sfu_logf(host, "to Janus: %.*s", (int)(length < 300 ? length : 300), text);
     if (host->outbox_length + 4 + length > sizeof host->outbox) {
         sfu_connection_lost(host, "Janus is not reading its socket");
         return 0;
@@ -278,8 +280,10 @@ static void sfu_send_event(sfu_host *host, const sfu_peer *to, const json_writer
         sfu_logf(host, "a media event for %s did not fit", to->id);
         return;
     }
+    vrs_result result = VRS_ERROR_TOO_LARGE;
     json_quoted(&d, event->out, event->length);
-    if (!d.failed) vrs_peer_send(host->server, to->peer, d.out, d.length);
+    if (!d.failed) result = vrs_peer_send(host->server, to->peer, d.out, d.length);
+    if (result != VRS_OK) sfu_logf(host, "a media event for %s was not sent: %s", to->id, vrs_result_string(result));
 }
 
 /* The event to every peer of the room that is in the call, but `except`. */
@@ -360,13 +364,14 @@ static sfu_peer *sfu_pending_peer(sfu_host *host, const sfu_pending *pending) {
     return peer->used && peer->peer.id == pending->peer_handle.id ? peer : NULL;
 }
 
-static int sfu_peer_index(sfu_host *host, vrs_peer handle) {
-    sfu_peer *peer = (sfu_peer *)vrs_peer_user_data(host->server, handle);
+/* The host's record of a peer or room (-1: none, or one of another server than the host's). */
+static int sfu_peer_index(sfu_host *host, vrs_server *server, vrs_peer handle) {
+    sfu_peer *peer = server == host->server ? (sfu_peer *)vrs_peer_user_data(server, handle) : NULL;
     return peer && peer->used && peer->peer.id == handle.id ? (int)(peer - host->peers) : -1;
 }
 
-static int sfu_room_index(sfu_host *host, vrs_room handle) {
-    sfu_room *room = (sfu_room *)vrs_room_user_data(host->server, handle);
+static int sfu_room_index(sfu_host *host, vrs_server *server, vrs_room handle) {
+    sfu_room *room = server == host->server ? (sfu_room *)vrs_room_user_data(server, handle) : NULL;
     return room && room->used && room->room.id == handle.id ? (int)(room - host->rooms) : -1;
 }
 
@@ -741,19 +746,20 @@ static void sfu_control_ready(sfu_host *host) {
         if (host->peers[i].used && host->peers[i].state == SFU_PEER_WAITING) sfu_start_peer(host, i);
 }
 
-/* The answer to one of our requests: "success", "error", "ack", or a plugin "event". */
-static void sfu_answer(sfu_host *host, sfu_pending *pending, json_span message, const char *janus) {
+/* The answer to one of our requests: "success", "error" or "ack". */
+static void sfu_answer(sfu_host *host, sfu_pending *entry, json_span message, const char *janus) {
+    sfu_pending request = *entry, *pending = &request; /* the entry is free for new requests */
     sfu_peer *peer = sfu_pending_peer(host, pending);
     json_span value;
     uint64_t id = 0;
     int is_error = strcmp(janus, "error") == 0;
     if (strcmp(janus, "ack") == 0) {
         /* Requests to the plugin answer later as an event; the others are done. */
-        pending->acked = 1;
-        if (pending->kind == SFU_TRICKLE || pending->kind == SFU_KEEPALIVE) pending->used = 0;
+        entry->acked = 1;
+        if (entry->kind == SFU_TRICKLE || entry->kind == SFU_KEEPALIVE) entry->used = 0;
         return;
     }
-    pending->used = 0;
+    entry->used = 0;
     if (json_path(message, "data.id", &value)) json_uint(value, &id);
     switch (pending->kind) {
     case SFU_CREATE_CONTROL_SESSION:
@@ -857,9 +863,7 @@ static void sfu_answer(sfu_host *host, sfu_pending *pending, json_span message, 
         if (is_error) break;
         if (peer) {
             int subscriber = pending->kind == SFU_JOIN_SUBSCRIBER || pending->kind == SFU_SUBSCRIBE || pending->kind == SFU_START;
-            pending->used = 1; /* the event handler reads which request it answers */
             sfu_plugin_event(host, pending->peer, subscriber, message, pending);
-            pending->used = 0;
         }
         return;
     }
@@ -894,6 +898,7 @@ static void sfu_receive(sfu_host *host, const char *text, size_t length) {
     sfu_pending *pending;
     message.ptr = text;
     message.length = length;
+    if (host->verbose) sfu_logf(host, "from Janus: %.*s", (int)(length < 300 ? length : 300), text);
     if (!json_member(message, "janus", &value) || json_string(value, janus, sizeof janus) <= 0) {
         sfu_logf(host, "Janus sent something that is not a Janus message (%zu bytes)", length);
         return;
@@ -909,7 +914,12 @@ static void sfu_receive(sfu_host *host, const char *text, size_t length) {
         if (json_member(message, "sender", &value)) json_uint(value, &sender);
         owner = sfu_handle_owner(host, sender, &subscriber);
         if (strcmp(janus, "event") == 0) {
-            if (pending) pending->used = 0;
+            sfu_pending request;
+            if (pending) { /* the answer to a plugin request: its entry is free again */
+                request = *pending;
+                pending->used = 0;
+                pending = &request;
+            }
             if (owner >= 0) sfu_plugin_event(host, owner, subscriber, message, pending);
         } else if (strcmp(janus, "trickle") == 0 && owner >= 0 && json_member(message, "candidate", &value)) {
             sfu_trickle_to_page(host, owner, subscriber, value);
@@ -973,10 +983,9 @@ bad:
 static void sfu_on_media_event(vrs_server *server, vrs_room room, vrs_peer handle, const char *text, size_t length,
                                void *user_data) {
     sfu_host *host = (sfu_host *)user_data;
-    int index = sfu_peer_index(host, handle);
+    int index = sfu_peer_index(host, server, handle);
     sfu_peer *peer;
     json_span d, event, type, value;
-    (void)server;
     (void)room;
     if (index < 0) return;
     peer = &host->peers[index];
@@ -1026,6 +1035,7 @@ static void sfu_on_media_event(vrs_server *server, vrs_room room, vrs_peer handl
 static void sfu_on_room_created(vrs_server *server, vrs_room handle, void *user_data) {
     sfu_host *host = (sfu_host *)user_data;
     int i;
+    if (server != host->server) return;
     for (i = 0; i < SFU_MAX_ROOMS; i++) {
         sfu_room *room = &host->rooms[i];
         if (room->used) continue;
@@ -1040,9 +1050,8 @@ static void sfu_on_room_created(vrs_server *server, vrs_room handle, void *user_
 
 static void sfu_on_room_destroyed(vrs_server *server, vrs_room handle, void *user_data) {
     sfu_host *host = (sfu_host *)user_data;
-    int index = sfu_room_index(host, handle);
+    int index = sfu_room_index(host, server, handle);
     sfu_room *room;
-    (void)server;
     if (index < 0) return;
     room = &host->rooms[index];
     if (room->state == SFU_ROOM_READY && host->control_ready) {
@@ -1060,7 +1069,7 @@ static void sfu_on_room_destroyed(vrs_server *server, vrs_room handle, void *use
 
 static void sfu_on_peer_joined(vrs_server *server, vrs_room room, vrs_peer handle, void *user_data) {
     sfu_host *host = (sfu_host *)user_data;
-    int room_index = sfu_room_index(host, room), i;
+    int room_index = sfu_room_index(host, server, room), i;
     for (i = 0; room_index >= 0 && i < SFU_MAX_PEERS; i++) {
         sfu_peer *peer = &host->peers[i];
         if (peer->used) continue;
@@ -1079,8 +1088,7 @@ static void sfu_on_peer_joined(vrs_server *server, vrs_room room, vrs_peer handl
 
 static void sfu_on_peer_left(vrs_server *server, vrs_room room, vrs_peer handle, void *user_data) {
     sfu_host *host = (sfu_host *)user_data;
-    int index = sfu_peer_index(host, handle);
-    (void)server;
+    int index = sfu_peer_index(host, server, handle);
     (void)room;
     if (index < 0) return;
     sfu_peer_leaves(host, index);
@@ -1200,8 +1208,9 @@ static void sfu_run_timers(sfu_host *host) {
         sfu_pending *pending = &host->pending[i];
         if (!pending->used || now < pending->deadline) continue;
         if (pending->peer >= 0 && pending->kind != SFU_KEEPALIVE) {
+            sfu_pending request = *pending;
             pending->used = 0;
-            sfu_peer_request_failed(host, pending, "no answer in time");
+            sfu_peer_request_failed(host, &request, "no answer in time");
         } else {
             sfu_connection_lost(host, "a request to Janus got no answer in time");
         }

@@ -53,21 +53,26 @@ static void request_stop(int signal_number) {
 
 static void usage(void) {
     fprintf(stderr, "usage: sfu_server [--host H] [--port P] [--janus SOCKET] [--max-peers N] [--web-root DIR]\n"
-                    "                  [--ice-server URL]\n"
+                    "                  [--ice-server URL] [--verbose 1]\n"
                     "  --janus SOCKET   Janus's pfunix socket (default build/sfu/janus.sock)\n"
                     "  --max-peers N    peers in one room, and publishers in its Janus room (default 16)\n"
-                    "  --ice-server URL a STUN server for the page (one; no credentials)\n");
+                    "  --ice-server URL a STUN server for the page (one; no credentials)\n"
+                    "  --verbose 1      log the start of every message to and from Janus\n");
 }
 
 int main(int argc, char **argv) {
     vrs_desc desc;
     vrs_server *server = NULL;
     struct pollfd *fds;
-    int i, capacity, web_root_is_default = 1;
+    int i, capacity, web_root_is_default = 1, verbose = 0;
     const char *socket_path = "build/sfu/janus.sock", *ice_server = NULL;
     json_writer config;
     memset(&desc, 0, sizeof desc);
     desc.max_peers_per_room = 16;
+    /* Janus's offers to a subscriber grow with the room (two m-lines per publisher), and go to
+       the page as a JSON string inside a JSON string. */
+    desc.max_message_size = 256 * 1024;
+    desc.send_queue_size = 1024 * 1024;
     for (i = 1; i < argc; i += 2) {
         const char *option = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         long number = value ? strtol(value, NULL, 10) : 0;
@@ -85,6 +90,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(option, "--web-root") == 0) {
             web_root = value;
             web_root_is_default = 0;
+        } else if (strcmp(option, "--verbose") == 0) {
+            verbose = strcmp(value, "1") == 0;
         } else if (strcmp(option, "--ice-server") == 0) {
             ice_server = value;
         } else {
@@ -107,6 +114,7 @@ int main(int argc, char **argv) {
 
     sfu_init(&host, socket_path, desc.max_peers_per_room);
     host.log = print_line;
+    host.verbose = verbose;
     desc.room_logic = sfu_room_logic(&host);
     desc.on_http = serve_http;
     desc.logger.func = print_log;

@@ -69,6 +69,7 @@ function start(name, command, args, options) {
   return {
     name, child, output,
     log: () => `--- ${name} ---\n${output.slice(-40).join('\n')}`,
+    save: (file) => fs.writeFileSync(file, output.join('\n') + '\n'),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -170,10 +171,19 @@ test('six browsers in one SFU room: one stream up each, five down', {
   try {
     // Janus writes its sockets into its working directory (the configuration's paths are
     // relative), here a temporary one.
-    const janus = start('janus', JANUS, ['--configs-folder', JANUS_CONFIG, '--disable-colors'], { cwd: workDir });
-    processes.push(janus);
-    await waitFor('Janus\'s socket', () => fs.existsSync(janusSocket) && fs.existsSync(path.join(workDir, 'janus-admin.sock')));
-    const host = start('sfu_server', SFU_SERVER, ['--port', String(port), '--janus', janusSocket, '--web-root', WEB_ROOT]);
+    // Janus 1.1.2's Unix-socket transport can end its thread before it counts as started (a
+    // start-up race); Janus then exits at once with "No Janus API transport is available", and
+    // is started again.
+    let janus = null;
+    for (let attempt = 1; !janus; attempt += 1) {
+      const candidate = start('janus', JANUS, ['--configs-folder', JANUS_CONFIG, '--disable-colors'], { cwd: workDir });
+      processes.push(candidate);
+      await waitFor('Janus\'s sockets, or Janus to exit', () => candidate.child.exitCode !== null ||
+        (fs.existsSync(janusSocket) && fs.existsSync(path.join(workDir, 'janus-admin.sock'))));
+      if (candidate.child.exitCode === null) janus = candidate;
+      else if (attempt === 5) throw new Error('Janus exited at start five times');
+    }
+    const host = start('sfu_server', SFU_SERVER, ['--port', String(port), '--janus', janusSocket, '--web-root', WEB_ROOT, '--verbose', '1']);
     processes.push(host);
     await waitFor('the host to reach Janus', () => janusSessions(path.join(workDir, 'janus-admin.sock')).length === 1);
 
@@ -245,6 +255,7 @@ test('six browsers in one SFU room: one stream up each, five down', {
   } finally {
     fs.mkdirSync(LOG_DIR, { recursive: true });
     for (const p of participants) fs.writeFileSync(path.join(LOG_DIR, `sfu_console_${p.name}.log`), p.log.join('\n') + '\n');
+    for (const p of processes) p.save(path.join(LOG_DIR, `sfu_${p.name}.log`));
     await Promise.allSettled(participants.map((p) => p.context.close()));
     if (browser) await browser.close();
     for (const p of processes.reverse()) await p.stop();

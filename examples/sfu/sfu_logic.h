@@ -18,17 +18,17 @@
      an "error" media event. A peer that leaves has its Janus session destroyed, handles and
      all, also when it leaves in the middle of setting them up.
 
-   Capacities are fixed (SFU_MAX_*); a full table is answered with an "error" media event. */
+   Capacities are fixed (SFU_MAX_*); a full table is answered with an "error" media event.
+   Every JSON message is read and written with the library's vrs_json_* functions. */
 #ifndef SFU_LOGIC_H
 #define SFU_LOGIC_H
-
-#include "sfu_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -169,6 +169,31 @@ static int64_t sfu_monotonic_ms(void) {
 
 static int64_t sfu_now(sfu_host *host) { return host->clock_ms ? host->clock_ms() : sfu_monotonic_ms(); }
 
+/* ---- reading JSON: the value at a path ("plugindata.data.room") of a message ---------------- */
+
+static int sfu_find(vrs_span json, const char *path, vrs_span *value) {
+    return vrs_json_find(json.ptr, json.length, path, value) == VRS_OK;
+}
+
+static int sfu_text(vrs_span json, const char *path, char *out, size_t capacity) {
+    return vrs_json_get_string(json.ptr, json.length, path, out, capacity, NULL) == VRS_OK;
+}
+
+static int sfu_is(vrs_span json, const char *path, const char *text) {
+    char value[64];
+    return sfu_text(json, path, value, sizeof value) && strcmp(value, text) == 0;
+}
+
+/* A Janus id: a positive integer (they stay below 2^53). */
+static int sfu_id(vrs_span json, const char *path, uint64_t *id) {
+    int64_t value;
+    if (vrs_json_get_int(json.ptr, json.length, path, &value) != VRS_OK || value <= 0) return 0;
+    *id = (uint64_t)value;
+    return 1;
+}
+
+static int sfu_is_string(vrs_span value) { return vrs_json_type_of(value.ptr, value.length) == VRS_JSON_STRING; }
+
 /* ---- the socket ------------------------------------------------------------------------------ */
 
 static void sfu_connection_lost(sfu_host *host, const char *why);
@@ -231,127 +256,159 @@ static sfu_pending *sfu_new_pending(sfu_host *host, sfu_request_kind kind, int p
 
 /* Starts a request: {"janus":VERB,"transaction":"N"[,"session_id":S][,"handle_id":H] ...
    The caller adds its members and calls sfu_request_send. */
-static json_writer sfu_request_begin(sfu_host *host, const sfu_pending *pending, const char *verb,
-                                     uint64_t session, uint64_t handle) {
-    json_writer w = json_writer_on(host->message, sizeof host->message);
-    json_text(&w, "{\"janus\":");
-    json_quoted(&w, verb, strlen(verb));
-    json_text(&w, ",\"transaction\":\"");
-    json_uint_text(&w, pending->transaction);
-    json_text(&w, "\"");
+static void sfu_request_begin(sfu_host *host, vrs_json_writer *w, const sfu_pending *pending, const char *verb,
+                              uint64_t session, uint64_t handle) {
+    char transaction[24];
+    snprintf(transaction, sizeof transaction, "%llu", (unsigned long long)pending->transaction);
+    vrs_json_writer_init(w, host->message, sizeof host->message);
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "janus");
+    vrs_json_cstring(w, verb);
+    vrs_json_key(w, "transaction");
+    vrs_json_cstring(w, transaction);
     if (session) {
-        json_text(&w, ",\"session_id\":");
-        json_uint_text(&w, session);
+        vrs_json_key(w, "session_id");
+        vrs_json_int(w, (int64_t)session);
     }
     if (handle) {
-        json_text(&w, ",\"handle_id\":");
-        json_uint_text(&w, handle);
+        vrs_json_key(w, "handle_id");
+        vrs_json_int(w, (int64_t)handle);
     }
-    return w;
 }
 
-static int sfu_request_send(sfu_host *host, sfu_pending *pending, json_writer *w) {
-    json_text(w, "}");
-    if (w->failed || !sfu_send(host, w->out, w->length)) {
+static int sfu_request_send(sfu_host *host, sfu_pending *pending, vrs_json_writer *w) {
+    size_t length;
+    vrs_json_end_object(w);
+    if (vrs_json_finish(w, &length) != VRS_OK || !sfu_send(host, w->buffer, length)) {
         pending->used = 0;
         return 0;
     }
     return 1;
 }
 
-/* A request without members of its own (create, attach, keepalive, destroy). */
-static int sfu_simple_request(sfu_host *host, sfu_request_kind kind, int peer, const char *verb,
-                              uint64_t session, const char *extra) {
+/* A request to Janus itself (create, attach the VideoRoom plugin, keepalive, destroy). */
+static int sfu_simple_request(sfu_host *host, sfu_request_kind kind, int peer, const char *verb, uint64_t session) {
     sfu_pending *pending = sfu_new_pending(host, kind, peer, -1);
-    json_writer w;
+    vrs_json_writer w;
     if (!pending) return 0;
-    w = sfu_request_begin(host, pending, verb, session, 0);
-    if (extra) json_text(&w, extra);
+    sfu_request_begin(host, &w, pending, verb, session, 0);
+    if (strcmp(verb, "attach") == 0) {
+        vrs_json_key(&w, "plugin");
+        vrs_json_cstring(&w, "janus.plugin.videoroom");
+    }
     return sfu_request_send(host, pending, &w);
 }
 
 /* ---- media events to the pages ---------------------------------------------------------------- */
 
-/* Sends the event built in host->event to one peer, as D = the event's JSON text in a string
-   (as Membrane's server sends them). */
-static void sfu_send_event(sfu_host *host, const sfu_peer *to, const json_writer *event) {
-    json_writer d = json_writer_on(host->quoted, sizeof host->quoted);
-    if (event->failed) {
-        sfu_logf(host, "a media event for %s did not fit", to->id);
-        return;
+/* A media event E: {"type": TYPE, ...}; the caller writes the rest (usually "data") and sends
+   it with sfu_send_event or sfu_send_to_room. */
+static void sfu_event_begin(sfu_host *host, vrs_json_writer *w, const char *type) {
+    vrs_json_writer_init(w, host->event, sizeof host->event);
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "type");
+    vrs_json_cstring(w, type);
+}
+
+/* Ends the event and makes D, the event's text in a JSON string (as Membrane's server sends
+   them), in host->quoted. Returns D's length; 0 when it did not fit. */
+static size_t sfu_event_end(sfu_host *host, vrs_json_writer *w) {
+    vrs_json_writer d;
+    size_t length = 0, quoted_length = 0;
+    vrs_json_end_object(w);
+    if (vrs_json_finish(w, &length) == VRS_OK) {
+        vrs_json_writer_init(&d, host->quoted, sizeof host->quoted);
+        vrs_json_string(&d, w->buffer, length);
+        if (vrs_json_finish(&d, &quoted_length) == VRS_OK) return quoted_length;
     }
-    vrs_result result = VRS_ERROR_TOO_LARGE;
-    json_quoted(&d, event->out, event->length);
-    if (!d.failed) result = vrs_peer_send(host->server, to->peer, d.out, d.length);
+    sfu_logf(host, "a media event did not fit (%zu bytes)", length);
+    return 0;
+}
+
+static void sfu_send_d(sfu_host *host, const sfu_peer *to, size_t length) {
+    vrs_result result = length ? vrs_peer_send(host->server, to->peer, host->quoted, length) : VRS_ERROR_TOO_LARGE;
     if (result != VRS_OK) sfu_logf(host, "a media event for %s was not sent: %s", to->id, vrs_result_string(result));
 }
 
+static void sfu_send_event(sfu_host *host, const sfu_peer *to, vrs_json_writer *event) {
+    sfu_send_d(host, to, sfu_event_end(host, event));
+}
+
 /* The event to every peer of the room that is in the call, but `except`. */
-static void sfu_send_to_room(sfu_host *host, int room, int except, const json_writer *event) {
+static void sfu_send_to_room(sfu_host *host, int room, int except, vrs_json_writer *event) {
+    size_t length = sfu_event_end(host, event);
     int i;
     for (i = 0; i < SFU_MAX_PEERS; i++) {
         const sfu_peer *p = &host->peers[i];
-        if (p->used && p->room == room && i != except && p->state == SFU_PEER_JOINED) sfu_send_event(host, p, event);
+        if (p->used && p->room == room && i != except && p->state == SFU_PEER_JOINED) sfu_send_d(host, p, length);
     }
 }
 
 static void sfu_send_error(sfu_host *host, const sfu_peer *to, const char *message) {
-    json_writer w = json_writer_on(host->event, sizeof host->event);
-    json_text(&w, "{\"type\":\"error\",\"data\":{\"message\":");
-    json_quoted(&w, message, strlen(message));
-    json_text(&w, "}}");
+    vrs_json_writer w;
+    sfu_event_begin(host, &w, "error");
+    vrs_json_key(&w, "data");
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "message");
+    vrs_json_cstring(&w, message);
+    vrs_json_end_object(&w);
     sfu_send_event(host, to, &w);
 }
 
-static void sfu_write_track_id(json_writer *w, const sfu_peer *peer, const char *mid, size_t mid_length) {
+/* A track's id: "<peer id>:<mid in its publisher's connection>". */
+static void sfu_write_track_id(vrs_json_writer *w, const sfu_peer *peer, const char *mid, int as_key) {
     char id[64];
-    int length = snprintf(id, sizeof id, "%s:%.*s", peer->id, (int)mid_length, mid);
-    json_quoted(w, id, (size_t)length);
+    snprintf(id, sizeof id, "%s:%s", peer->id, mid);
+    if (as_key) vrs_json_key(w, id);
+    else vrs_json_cstring(w, id);
 }
 
 /* {"<peer>:<mid>": {"kind": K}, ...}: the tracks the peer publishes. */
-static void sfu_write_tracks(json_writer *w, const sfu_peer *peer) {
+static void sfu_write_tracks(vrs_json_writer *w, const sfu_peer *peer) {
     int i;
-    json_text(w, "{");
+    vrs_json_begin_object(w);
     for (i = 0; peer->published && i < peer->track_count; i++) {
-        if (i) json_text(w, ",");
-        sfu_write_track_id(w, peer, peer->tracks[i].mid, strlen(peer->tracks[i].mid));
-        json_text(w, ":{\"kind\":");
-        json_quoted(w, peer->tracks[i].kind, strlen(peer->tracks[i].kind));
-        json_text(w, "}");
+        sfu_write_track_id(w, peer, peer->tracks[i].mid, 1);
+        vrs_json_begin_object(w);
+        vrs_json_key(w, "kind");
+        vrs_json_cstring(w, peer->tracks[i].kind);
+        vrs_json_end_object(w);
     }
-    json_text(w, "}");
+    vrs_json_end_object(w);
 }
 
-static void sfu_write_peer(json_writer *w, const sfu_peer *peer) {
-    json_text(w, "{\"id\":");
-    json_quoted(w, peer->id, strlen(peer->id));
-    json_text(w, ",\"metadata\":");
-    json_raw(w, peer->metadata, peer->metadata_length);
-    json_text(w, ",\"trackIdToMetadata\":");
+static void sfu_write_peer(vrs_json_writer *w, const sfu_peer *peer) {
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "id");
+    vrs_json_cstring(w, peer->id);
+    vrs_json_key(w, "metadata");
+    vrs_json_raw(w, peer->metadata, peer->metadata_length);
+    vrs_json_key(w, "trackIdToMetadata");
     sfu_write_tracks(w, peer);
-    json_text(w, "}");
+    vrs_json_end_object(w);
 }
 
+/* tracksAdded / tracksRemoved: the peer's tracks to the others in the call. */
 static void sfu_announce_tracks(sfu_host *host, int index, int added) {
     sfu_peer *peer = &host->peers[index];
-    json_writer w = json_writer_on(host->event, sizeof host->event);
+    vrs_json_writer w;
     int i;
     if (!peer->published || peer->track_count == 0) return;
-    json_text(&w, added ? "{\"type\":\"tracksAdded\",\"data\":{\"peerId\":" : "{\"type\":\"tracksRemoved\",\"data\":{\"peerId\":");
-    json_quoted(&w, peer->id, strlen(peer->id));
+    sfu_event_begin(host, &w, added ? "tracksAdded" : "tracksRemoved");
+    vrs_json_key(&w, "data");
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "peerId");
+    vrs_json_cstring(&w, peer->id);
     if (added) {
-        json_text(&w, ",\"trackIdToMetadata\":");
+        vrs_json_key(&w, "trackIdToMetadata");
         sfu_write_tracks(&w, peer);
     } else {
-        json_text(&w, ",\"trackIds\":[");
-        for (i = 0; i < peer->track_count; i++) {
-            if (i) json_text(&w, ",");
-            sfu_write_track_id(&w, peer, peer->tracks[i].mid, strlen(peer->tracks[i].mid));
-        }
-        json_text(&w, "]");
+        vrs_json_key(&w, "trackIds");
+        vrs_json_begin_array(&w);
+        for (i = 0; i < peer->track_count; i++) sfu_write_track_id(&w, peer, peer->tracks[i].mid, 0);
+        vrs_json_end_array(&w);
     }
-    json_text(&w, "}}");
+    vrs_json_end_object(&w);
     sfu_send_to_room(host, peer->room, index, &w);
 }
 
@@ -376,7 +433,7 @@ static int sfu_room_index(sfu_host *host, vrs_server *server, vrs_room handle) {
 }
 
 static void sfu_destroy_session(sfu_host *host, uint64_t session) {
-    if (session && host->fd >= 0) sfu_simple_request(host, SFU_DESTROY_SESSION, -1, "destroy", session, NULL);
+    if (session && host->fd >= 0) sfu_simple_request(host, SFU_DESTROY_SESSION, -1, "destroy", session);
 }
 
 /* Everything Janus holds for the peer goes; the peer is back to before its "join". */
@@ -396,11 +453,14 @@ static void sfu_release_peer(sfu_host *host, int index) {
 static void sfu_peer_leaves(sfu_host *host, int index) {
     sfu_peer *peer = &host->peers[index];
     if (peer->state == SFU_PEER_JOINED) {
-        json_writer w = json_writer_on(host->event, sizeof host->event);
+        vrs_json_writer w;
         sfu_announce_tracks(host, index, 0);
-        json_text(&w, "{\"type\":\"peerLeft\",\"data\":{\"peerId\":");
-        json_quoted(&w, peer->id, strlen(peer->id));
-        json_text(&w, "}}");
+        sfu_event_begin(host, &w, "peerLeft");
+        vrs_json_key(&w, "data");
+        vrs_json_begin_object(&w);
+        vrs_json_key(&w, "peerId");
+        vrs_json_cstring(&w, peer->id);
+        vrs_json_end_object(&w);
         sfu_send_to_room(host, peer->room, index, &w);
     }
     sfu_release_peer(host, index);
@@ -408,22 +468,55 @@ static void sfu_peer_leaves(sfu_host *host, int index) {
 
 static void sfu_start_peer(sfu_host *host, int index);
 
+/* A VideoRoom request on the host's own handle (create and destroy rooms): the request and
+   its "body" are begun, with body.request = `request`; the caller adds the body's members and
+   calls sfu_control_send. */
+static sfu_pending *sfu_control_begin(sfu_host *host, vrs_json_writer *w, sfu_request_kind kind, int room,
+                                      const char *request) {
+    sfu_pending *pending = sfu_new_pending(host, kind, -1, room);
+    if (!pending) return NULL;
+    sfu_request_begin(host, w, pending, "message", host->control_session, host->control_handle);
+    vrs_json_key(w, "body");
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "request");
+    vrs_json_cstring(w, request);
+    return pending;
+}
+
+static int sfu_control_send(sfu_host *host, sfu_pending *pending, vrs_json_writer *w) {
+    vrs_json_end_object(w);
+    return sfu_request_send(host, pending, w);
+}
+
+static void sfu_destroy_janus_room(sfu_host *host, uint64_t janus_room) {
+    vrs_json_writer w;
+    sfu_pending *pending = sfu_control_begin(host, &w, SFU_DESTROY_ROOM, -1, "destroy");
+    if (!pending) return;
+    vrs_json_key(&w, "room");
+    vrs_json_int(&w, (int64_t)janus_room);
+    sfu_control_send(host, pending, &w);
+}
+
 /* Creates the room in Janus if it is not there yet; the peers that wait go on once it is. */
 static void sfu_need_room(sfu_host *host, int room_index) {
     sfu_room *room = &host->rooms[room_index];
     sfu_pending *pending;
-    json_writer w;
+    vrs_json_writer w;
     if (room->state != SFU_ROOM_NONE || !host->control_ready) return;
-    pending = sfu_new_pending(host, SFU_CREATE_ROOM, -1, room_index);
+    pending = sfu_control_begin(host, &w, SFU_CREATE_ROOM, room_index, "create");
     if (!pending) return;
-    w = sfu_request_begin(host, pending, "message", host->control_session, host->control_handle);
-    json_text(&w, ",\"body\":{\"request\":\"create\",\"publishers\":");
-    json_uint_text(&w, (uint64_t)host->max_publishers);
-    json_text(&w, ",\"description\":");
-    json_quoted(&w, vrs_room_name(host->server, room->room), strlen(vrs_room_name(host->server, room->room)));
-    /* VP8 and Opus: what every browser sends; no recording, no audio-level events. */
-    json_text(&w, ",\"videocodec\":\"vp8\",\"audiocodec\":\"opus\",\"notify_joining\":false}");
-    if (sfu_request_send(host, pending, &w)) room->state = SFU_ROOM_CREATING;
+    vrs_json_key(&w, "publishers");
+    vrs_json_int(&w, host->max_publishers);
+    vrs_json_key(&w, "description");
+    vrs_json_cstring(&w, vrs_room_name(host->server, room->room));
+    /* VP8 and Opus: what every browser sends; no recording, no joining events. */
+    vrs_json_key(&w, "videocodec");
+    vrs_json_cstring(&w, "vp8");
+    vrs_json_key(&w, "audiocodec");
+    vrs_json_cstring(&w, "opus");
+    vrs_json_key(&w, "notify_joining");
+    vrs_json_bool(&w, 0);
+    if (sfu_control_send(host, pending, &w)) room->state = SFU_ROOM_CREATING;
 }
 
 /* Moves a peer that asked to join as far as Janus allows now. */
@@ -435,7 +528,7 @@ static void sfu_start_peer(sfu_host *host, int index) {
         sfu_need_room(host, peer->room);
         return;
     }
-    if (!sfu_simple_request(host, SFU_CREATE_SESSION, index, "create", 0, NULL)) {
+    if (!sfu_simple_request(host, SFU_CREATE_SESSION, index, "create", 0)) {
         sfu_send_error(host, peer, "the media server is busy: try again");
         peer->state = SFU_PEER_IDLE;
         return;
@@ -445,31 +538,50 @@ static void sfu_start_peer(sfu_host *host, int index) {
 
 static void sfu_attach(sfu_host *host, sfu_request_kind kind, int index) {
     sfu_peer *peer = &host->peers[index];
-    if (!sfu_simple_request(host, kind, index, "attach", peer->session, ",\"plugin\":\"janus.plugin.videoroom\""))
+    if (!sfu_simple_request(host, kind, index, "attach", peer->session))
         sfu_send_error(host, peer, "the media server is busy: try again");
 }
 
-/* A plugin message on one of the peer's handles, with an optional JSEP ({"type":T,"sdp":S}). */
-static int sfu_plugin_message(sfu_host *host, sfu_request_kind kind, int index, uint64_t handle,
-                              const char *body, const char *jsep_type, json_span sdp) {
+/* A VideoRoom request on one of the peer's handles: begun like sfu_control_begin; the caller
+   adds the body's members and calls sfu_plugin_send. */
+static sfu_pending *sfu_plugin_begin(sfu_host *host, vrs_json_writer *w, sfu_request_kind kind, int index,
+                                     uint64_t handle, const char *request) {
     sfu_peer *peer = &host->peers[index];
     sfu_pending *pending = sfu_new_pending(host, kind, index, peer->room);
-    json_writer w;
     if (!pending) {
         sfu_send_error(host, peer, "the media server is busy: try again");
-        return 0;
+        return NULL;
     }
-    w = sfu_request_begin(host, pending, "message", peer->session, handle);
-    json_text(&w, ",\"body\":");
-    json_text(&w, body);
+    sfu_request_begin(host, w, pending, "message", peer->session, handle);
+    vrs_json_key(w, "body");
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "request");
+    vrs_json_cstring(w, request);
+    return pending;
+}
+
+/* Ends the body and sends the request, with a JSEP {"type": jsep_type, "sdp": sdp} when
+   jsep_type is not NULL (sdp is the JSON string the page sent). */
+static int sfu_plugin_send(sfu_host *host, sfu_pending *pending, vrs_json_writer *w, const char *jsep_type, vrs_span sdp) {
+    vrs_json_end_object(w);
     if (jsep_type) {
-        json_text(&w, ",\"jsep\":{\"type\":");
-        json_quoted(&w, jsep_type, strlen(jsep_type));
-        json_text(&w, ",\"sdp\":");
-        json_span_raw(&w, sdp);
-        json_text(&w, "}");
+        vrs_json_key(w, "jsep");
+        vrs_json_begin_object(w);
+        vrs_json_key(w, "type");
+        vrs_json_cstring(w, jsep_type);
+        vrs_json_key(w, "sdp");
+        vrs_json_raw(w, sdp.ptr, sdp.length);
+        vrs_json_end_object(w);
     }
-    return sfu_request_send(host, pending, &w);
+    return sfu_request_send(host, pending, w);
+}
+
+/* A request with nothing in its body but its name (and maybe a JSEP). */
+static int sfu_plugin_request(sfu_host *host, sfu_request_kind kind, int index, uint64_t handle, const char *request,
+                              const char *jsep_type, vrs_span sdp) {
+    vrs_json_writer w;
+    sfu_pending *pending = sfu_plugin_begin(host, &w, kind, index, handle, request);
+    return pending && sfu_plugin_send(host, pending, &w, jsep_type, sdp);
 }
 
 static int sfu_has_feed(const sfu_peer *peer, uint64_t feed) {
@@ -485,9 +597,9 @@ static int sfu_has_feed(const sfu_peer *peer, uint64_t feed) {
    come meanwhile are asked for when Janus has started the last change. */
 static void sfu_update_subscriptions(sfu_host *host, int index) {
     sfu_peer *peer = &host->peers[index];
-    char body[4096];
-    json_writer w = json_writer_on(body, sizeof body);
-    json_span no_sdp = {NULL, 0};
+    vrs_json_writer w;
+    vrs_span no_sdp = {NULL, 0};
+    sfu_pending *pending;
     uint64_t wanted[SFU_MAX_FEEDS];
     int i, j, count = 0, kept = 0, joining;
     if (peer->state != SFU_PEER_JOINED) return;
@@ -517,21 +629,26 @@ static void sfu_update_subscriptions(sfu_host *host, int index) {
         return;
     }
     joining = peer->subscriber_state == SFU_SUB_NONE;
-    json_text(&w, joining ? "{\"request\":\"join\",\"ptype\":\"subscriber\",\"room\":" : "{\"request\":\"subscribe\",\"room\":");
-    json_uint_text(&w, host->rooms[peer->room].janus_room);
-    json_text(&w, ",\"streams\":[");
+    pending = sfu_plugin_begin(host, &w, joining ? SFU_JOIN_SUBSCRIBER : SFU_SUBSCRIBE, index, peer->subscriber,
+                               joining ? "join" : "subscribe");
+    if (!pending) return;
+    if (joining) {
+        vrs_json_key(&w, "ptype");
+        vrs_json_cstring(&w, "subscriber");
+        vrs_json_key(&w, "room");
+        vrs_json_int(&w, (int64_t)host->rooms[peer->room].janus_room);
+    }
+    vrs_json_key(&w, "streams");
+    vrs_json_begin_array(&w);
     for (i = 0; i < count; i++) {
-        json_text(&w, i ? ",{\"feed\":" : "{\"feed\":");
-        json_uint_text(&w, wanted[i]);
-        json_text(&w, "}");
+        vrs_json_begin_object(&w);
+        vrs_json_key(&w, "feed");
+        vrs_json_int(&w, (int64_t)wanted[i]);
+        vrs_json_end_object(&w);
     }
-    json_text(&w, "]}");
-    if (w.failed) return;
+    vrs_json_end_array(&w);
+    if (!sfu_plugin_send(host, pending, &w, NULL, no_sdp)) return;
     peer->subscriber_state = SFU_SUB_BUSY;
-    if (!sfu_plugin_message(host, joining ? SFU_JOIN_SUBSCRIBER : SFU_SUBSCRIBE, index, peer->subscriber, body, NULL, no_sdp)) {
-        peer->subscriber_state = joining ? SFU_SUB_NONE : SFU_SUB_READY;
-        return;
-    }
     memcpy(peer->feeds + peer->feed_count, wanted, (size_t)count * sizeof wanted[0]);
     peer->feed_count += count;
 }
@@ -545,11 +662,9 @@ static void sfu_room_feeds_changed(sfu_host *host, int room) {
 /* ---- what Janus says ------------------------------------------------------------------------- */
 
 /* The error text of a failed answer: Janus's own ("error":{"reason"}) or the plugin's. */
-static void sfu_error_text(json_span message, char *out, size_t capacity) {
-    json_span value;
-    snprintf(out, capacity, "unknown error");
-    if (json_path(message, "error.reason", &value) || json_path(message, "plugindata.data.error", &value))
-        json_string(value, out, capacity);
+static void sfu_error_text(vrs_span message, char *out, size_t capacity) {
+    if (!sfu_text(message, "error.reason", out, capacity) && !sfu_text(message, "plugindata.data.error", out, capacity))
+        snprintf(out, capacity, "unknown error");
 }
 
 /* The peer's request failed (an error from Janus or no answer in time): it alone is told. */
@@ -580,101 +695,120 @@ static void sfu_peer_request_failed(sfu_host *host, sfu_pending *pending, const 
 
 static void sfu_peer_accepted(sfu_host *host, int index) {
     sfu_peer *peer = &host->peers[index];
-    json_writer w = json_writer_on(host->event, sizeof host->event);
-    int i, first = 1;
+    vrs_json_writer w;
+    int i;
     peer->state = SFU_PEER_JOINED;
-    json_text(&w, "{\"type\":\"peerAccepted\",\"data\":{\"id\":");
-    json_quoted(&w, peer->id, strlen(peer->id));
-    json_text(&w, ",\"peersInRoom\":[");
+    sfu_event_begin(host, &w, "peerAccepted");
+    vrs_json_key(&w, "data");
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "id");
+    vrs_json_cstring(&w, peer->id);
+    vrs_json_key(&w, "peersInRoom");
+    vrs_json_begin_array(&w);
     for (i = 0; i < SFU_MAX_PEERS; i++) {
         const sfu_peer *other = &host->peers[i];
-        if (i == index || !other->used || other->room != peer->room || other->state != SFU_PEER_JOINED) continue;
-        if (!first) json_text(&w, ",");
-        first = 0;
-        sfu_write_peer(&w, other);
+        if (i != index && other->used && other->room == peer->room && other->state == SFU_PEER_JOINED) sfu_write_peer(&w, other);
     }
-    json_text(&w, "]}}");
+    vrs_json_end_array(&w);
+    vrs_json_end_object(&w);
     sfu_send_event(host, peer, &w);
-    w = json_writer_on(host->event, sizeof host->event);
-    json_text(&w, "{\"type\":\"peerJoined\",\"data\":{\"peer\":");
+    sfu_event_begin(host, &w, "peerJoined");
+    vrs_json_key(&w, "data");
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "peer");
     sfu_write_peer(&w, peer);
-    json_text(&w, "}}");
+    vrs_json_end_object(&w);
     sfu_send_to_room(host, peer->room, index, &w);
     sfu_update_subscriptions(host, index);
 }
 
 /* The tracks of a publisher's "configured" event: streams [{type, mid}, ...]. */
-static void sfu_read_tracks(sfu_peer *peer, json_span streams) {
-    size_t cursor = 0;
-    json_span stream, value;
+static void sfu_read_tracks(sfu_peer *peer, vrs_span streams) {
+    vrs_json_iterator it;
+    vrs_span stream;
     peer->track_count = 0;
-    while (peer->track_count < SFU_MAX_TRACKS && json_next_element(streams, &cursor, &stream)) {
+    if (vrs_json_iterate(streams.ptr, streams.length, NULL, &it) != VRS_OK) return;
+    while (peer->track_count < SFU_MAX_TRACKS && vrs_json_next(&it, NULL, &stream)) {
         sfu_track *track = &peer->tracks[peer->track_count];
-        if (!json_member(stream, "mid", &value) || json_string(value, track->mid, sizeof track->mid) <= 0) continue;
-        if (!json_member(stream, "type", &value) || json_string(value, track->kind, sizeof track->kind) <= 0) continue;
-        if (strcmp(track->kind, "audio") != 0 && strcmp(track->kind, "video") != 0) continue;
-        peer->track_count++;
+        if (!sfu_text(stream, "mid", track->mid, sizeof track->mid) || !sfu_text(stream, "type", track->kind, sizeof track->kind))
+            continue;
+        if (strcmp(track->kind, "audio") == 0 || strcmp(track->kind, "video") == 0) peer->track_count++;
     }
+}
+
+/* A `custom` event to the page: {"type":"custom","data":{"type":TYPE,"data":{"connection":C,
+   ...}}}; the caller adds the inner data's members and calls sfu_custom_send. */
+static void sfu_custom_begin(sfu_host *host, vrs_json_writer *w, const char *type, int subscriber) {
+    sfu_event_begin(host, w, "custom");
+    vrs_json_key(w, "data");
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "type");
+    vrs_json_cstring(w, type);
+    vrs_json_key(w, "data");
+    vrs_json_begin_object(w);
+    vrs_json_key(w, "connection");
+    vrs_json_cstring(w, subscriber ? "subscribe" : "publish");
+}
+
+static void sfu_custom_send(sfu_host *host, const sfu_peer *to, vrs_json_writer *w) {
+    vrs_json_end_object(w);
+    vrs_json_end_object(w);
+    sfu_send_event(host, to, w);
 }
 
 /* A subscriber offer from Janus ("attached" or "updated"): to the page with the mid of every
    track and the track it carries ("<peer id>:<publisher's mid>"). */
-static void sfu_offer_to_subscriber(sfu_host *host, int index, json_span data, json_span jsep) {
+static void sfu_offer_to_subscriber(sfu_host *host, int index, vrs_span data, vrs_span jsep) {
     sfu_peer *peer = &host->peers[index];
-    json_writer w = json_writer_on(host->event, sizeof host->event);
-    json_span streams, stream, value, sdp;
-    size_t cursor = 0;
-    int first = 1;
-    if (!json_member(jsep, "sdp", &sdp) || !json_is_string(sdp)) return;
-    json_text(&w, "{\"type\":\"custom\",\"data\":{\"type\":\"sdpOffer\",\"data\":{\"connection\":\"subscribe\",\"sdp\":");
-    json_span_raw(&w, sdp);
-    json_text(&w, ",\"midToTrackId\":{");
-    if (json_member(data, "streams", &streams)) {
-        while (json_next_element(streams, &cursor, &stream)) {
+    vrs_json_writer w;
+    vrs_json_iterator it;
+    vrs_span stream, sdp;
+    if (!sfu_find(jsep, "sdp", &sdp) || !sfu_is_string(sdp)) return;
+    sfu_custom_begin(host, &w, "sdpOffer", 1);
+    vrs_json_key(&w, "sdp");
+    vrs_json_raw(&w, sdp.ptr, sdp.length);
+    vrs_json_key(&w, "midToTrackId");
+    vrs_json_begin_object(&w);
+    if (vrs_json_iterate(data.ptr, data.length, "streams", &it) == VRS_OK) {
+        while (vrs_json_next(&it, NULL, &stream)) {
             char mid[16], feed_mid[16];
             uint64_t feed;
-            int i;
-            if (!json_member(stream, "mid", &value) || json_string(value, mid, sizeof mid) <= 0) continue;
-            if (!json_member(stream, "feed_id", &value) || !json_uint(value, &feed)) continue;
-            if (!json_member(stream, "feed_mid", &value) || json_string(value, feed_mid, sizeof feed_mid) <= 0) continue;
-            if (json_member(stream, "active", &value) && value.length == 5) continue; /* false */
+            int i, active = 1;
+            if (!sfu_text(stream, "mid", mid, sizeof mid) || !sfu_id(stream, "feed_id", &feed) ||
+                !sfu_text(stream, "feed_mid", feed_mid, sizeof feed_mid))
+                continue;
+            if (vrs_json_get_bool(stream.ptr, stream.length, "active", &active) == VRS_OK && !active) continue;
             for (i = 0; i < SFU_MAX_PEERS; i++) {
                 const sfu_peer *other = &host->peers[i];
                 if (!other->used || other->room != peer->room || other->feed != feed || !other->published) continue;
-                if (!first) json_text(&w, ",");
-                first = 0;
-                json_quoted(&w, mid, strlen(mid));
-                json_text(&w, ":");
-                sfu_write_track_id(&w, other, feed_mid, strlen(feed_mid));
+                vrs_json_key(&w, mid);
+                sfu_write_track_id(&w, other, feed_mid, 0);
                 break;
             }
         }
     }
-    json_text(&w, "}}}}");
-    sfu_send_event(host, peer, &w);
+    vrs_json_end_object(&w);
+    sfu_custom_send(host, peer, &w);
 }
 
 /* ICE candidates Janus trickles (with full_trickle): to the page as `custom` events. */
-static void sfu_trickle_to_page(sfu_host *host, int index, int subscriber, json_span candidate) {
-    json_writer w = json_writer_on(host->event, sizeof host->event);
-    json_span completed;
-    json_text(&w, "{\"type\":\"custom\",\"data\":{\"type\":\"candidate\",\"data\":{\"connection\":");
-    json_text(&w, subscriber ? "\"subscribe\"" : "\"publish\"");
-    json_text(&w, ",\"candidate\":");
-    if (json_member(candidate, "completed", &completed)) json_text(&w, "null");
-    else json_span_raw(&w, candidate);
-    json_text(&w, "}}}");
-    sfu_send_event(host, &host->peers[index], &w);
+static void sfu_trickle_to_page(sfu_host *host, int index, int subscriber, vrs_span candidate) {
+    vrs_json_writer w;
+    sfu_custom_begin(host, &w, "candidate", subscriber);
+    vrs_json_key(&w, "candidate");
+    if (sfu_find(candidate, "completed", &candidate)) vrs_json_null(&w);
+    else vrs_json_raw(&w, candidate.ptr, candidate.length);
+    sfu_custom_send(host, &host->peers[index], &w);
 }
 
 /* A plugin event on one of the peer's handles: from a request of ours (with its pending
    entry) or of Janus's own accord (pending NULL). */
-static void sfu_plugin_event(sfu_host *host, int index, int subscriber, json_span message, sfu_pending *pending) {
+static void sfu_plugin_event(sfu_host *host, int index, int subscriber, vrs_span message, sfu_pending *pending) {
     sfu_peer *peer = &host->peers[index];
-    json_span data, kind, jsep, value;
-    int has_jsep = json_member(message, "jsep", &jsep);
-    if (!json_path(message, "plugindata.data", &data) || !json_member(data, "videoroom", &kind)) return;
-    if (json_member(data, "error", &value)) {
+    vrs_span data, jsep, value;
+    int has_jsep = sfu_find(message, "jsep", &jsep);
+    if (!sfu_find(message, "plugindata.data", &data) || !sfu_find(data, "videoroom", &value)) return;
+    if (sfu_find(data, "error", &value)) {
         char reason[256];
         sfu_error_text(message, reason, sizeof reason);
         if (pending) sfu_peer_request_failed(host, pending, reason);
@@ -682,34 +816,33 @@ static void sfu_plugin_event(sfu_host *host, int index, int subscriber, json_spa
         return;
     }
     if (!subscriber) {
-        if (json_string_is(kind, "joined") && pending && pending->kind == SFU_JOIN_PUBLISHER) {
-            if (!json_member(data, "id", &value) || !json_uint(value, &peer->feed)) {
+        if (sfu_is(data, "videoroom", "joined") && pending && pending->kind == SFU_JOIN_PUBLISHER) {
+            if (!sfu_id(data, "id", &peer->feed)) {
                 sfu_peer_request_failed(host, pending, "no publisher id in Janus's answer");
                 return;
             }
             sfu_peer_accepted(host, index);
         } else if (has_jsep && pending && pending->kind == SFU_PUBLISH) {
-            json_span sdp;
-            json_writer w = json_writer_on(host->event, sizeof host->event);
-            if (!json_member(jsep, "sdp", &sdp) || !json_is_string(sdp)) return;
-            json_text(&w, "{\"type\":\"custom\",\"data\":{\"type\":\"sdpAnswer\",\"data\":{\"connection\":\"publish\",\"sdp\":");
-            json_span_raw(&w, sdp);
-            json_text(&w, "}}}");
-            sfu_send_event(host, peer, &w);
+            vrs_json_writer w;
+            vrs_span sdp;
+            if (!sfu_find(jsep, "sdp", &sdp) || !sfu_is_string(sdp)) return;
+            sfu_custom_begin(host, &w, "sdpAnswer", 0);
+            vrs_json_key(&w, "sdp");
+            vrs_json_raw(&w, sdp.ptr, sdp.length);
+            sfu_custom_send(host, peer, &w);
             /* The feed can be subscribed to once its connection is up ("webrtcup"). */
-            if (json_member(data, "streams", &value)) sfu_read_tracks(peer, value);
+            if (sfu_find(data, "streams", &value)) sfu_read_tracks(peer, value);
         }
         return; /* "publishers", "leaving", "unpublished": this logic keeps the feeds itself */
     }
     if (has_jsep) {
-        json_span type;
-        if (json_member(jsep, "type", &type) && json_string_is(type, "offer")) {
+        if (sfu_is(jsep, "type", "offer")) {
             peer->subscriber_state = SFU_SUB_BUSY; /* until the page answers and Janus starts */
             sfu_offer_to_subscriber(host, index, data, jsep);
         }
         return;
     }
-    if (json_member(data, "started", &value) || (json_string_is(kind, "updated") && !has_jsep)) {
+    if (sfu_find(data, "started", &value) || sfu_is(data, "videoroom", "updated")) {
         peer->subscriber_state = SFU_SUB_READY;
         if (peer->subscriptions_stale) sfu_update_subscriptions(host, index);
     }
@@ -747,10 +880,9 @@ static void sfu_control_ready(sfu_host *host) {
 }
 
 /* The answer to one of our requests: "success", "error" or "ack". */
-static void sfu_answer(sfu_host *host, sfu_pending *entry, json_span message, const char *janus) {
+static void sfu_answer(sfu_host *host, sfu_pending *entry, vrs_span message, const char *janus) {
     sfu_pending request = *entry, *pending = &request; /* the entry is free for new requests */
     sfu_peer *peer = sfu_pending_peer(host, pending);
-    json_span value;
     uint64_t id = 0;
     int is_error = strcmp(janus, "error") == 0;
     if (strcmp(janus, "ack") == 0) {
@@ -760,13 +892,13 @@ static void sfu_answer(sfu_host *host, sfu_pending *entry, json_span message, co
         return;
     }
     entry->used = 0;
-    if (json_path(message, "data.id", &value)) json_uint(value, &id);
+    sfu_id(message, "data.id", &id);
     switch (pending->kind) {
     case SFU_CREATE_CONTROL_SESSION:
         if (is_error || !id) { sfu_connection_lost(host, "Janus refused to create a session"); return; }
         host->control_session = id;
         host->control_keepalive_at = sfu_now(host) + SFU_KEEPALIVE_MS;
-        sfu_simple_request(host, SFU_ATTACH_CONTROL, -1, "attach", id, ",\"plugin\":\"janus.plugin.videoroom\"");
+        sfu_simple_request(host, SFU_ATTACH_CONTROL, -1, "attach", id);
         return;
     case SFU_ATTACH_CONTROL:
         if (is_error || !id) { sfu_connection_lost(host, "Janus has no VideoRoom plugin"); return; }
@@ -776,21 +908,11 @@ static void sfu_answer(sfu_host *host, sfu_pending *entry, json_span message, co
     case SFU_CREATE_ROOM: {
         sfu_room *room = &host->rooms[pending->room];
         int alive = room->used && room->room.id == pending->room_handle.id;
-        json_span created;
         uint64_t janus_room = 0;
-        if (!is_error && json_path(message, "plugindata.data.room", &created)) json_uint(created, &janus_room);
+        if (!is_error) sfu_id(message, "plugindata.data.room", &janus_room);
         if (!alive) {
             /* Our room went while Janus made it: it goes too. */
-            if (janus_room) {
-                sfu_pending *destroy = sfu_new_pending(host, SFU_DESTROY_ROOM, -1, -1);
-                json_writer w;
-                if (!destroy) return;
-                w = sfu_request_begin(host, destroy, "message", host->control_session, host->control_handle);
-                json_text(&w, ",\"body\":{\"request\":\"destroy\",\"room\":");
-                json_uint_text(&w, janus_room);
-                json_text(&w, "}");
-                sfu_request_send(host, destroy, &w);
-            }
+            if (janus_room) sfu_destroy_janus_room(host, janus_room);
             return;
         }
         if (!janus_room) {
@@ -833,16 +955,19 @@ static void sfu_answer(sfu_host *host, sfu_pending *entry, json_span message, co
         if (!peer) return; /* its session is destroyed already, handles and all */
         if (is_error || !id) break;
         if (pending->kind == SFU_ATTACH_PUBLISHER) {
-            char body[512];
-            json_writer w = json_writer_on(body, sizeof body);
-            json_span none = {NULL, 0};
+            vrs_json_writer w;
+            vrs_span no_sdp = {NULL, 0};
+            sfu_pending *join;
             peer->publisher = id;
-            json_text(&w, "{\"request\":\"join\",\"ptype\":\"publisher\",\"room\":");
-            json_uint_text(&w, host->rooms[peer->room].janus_room);
-            json_text(&w, ",\"display\":");
-            json_quoted(&w, peer->id, strlen(peer->id));
-            json_text(&w, "}");
-            sfu_plugin_message(host, SFU_JOIN_PUBLISHER, pending->peer, peer->publisher, body, NULL, none);
+            join = sfu_plugin_begin(host, &w, SFU_JOIN_PUBLISHER, pending->peer, peer->publisher, "join");
+            if (!join) return;
+            vrs_json_key(&w, "ptype");
+            vrs_json_cstring(&w, "publisher");
+            vrs_json_key(&w, "room");
+            vrs_json_int(&w, (int64_t)host->rooms[peer->room].janus_room);
+            vrs_json_key(&w, "display");
+            vrs_json_cstring(&w, peer->id);
+            sfu_plugin_send(host, join, &w, NULL, no_sdp);
         } else {
             peer->subscriber = id;
             peer->subscriber_state = SFU_SUB_NONE;
@@ -874,18 +999,13 @@ static void sfu_answer(sfu_host *host, sfu_pending *entry, json_span message, co
     }
 }
 
-static sfu_pending *sfu_find_pending(sfu_host *host, json_span message) {
-    char text[32];
-    json_span value;
+static sfu_pending *sfu_find_pending(sfu_host *host, vrs_span message) {
+    char text[32], *end;
     uint64_t transaction;
     int i;
-    if (!json_member(message, "transaction", &value) || json_string(value, text, sizeof text) <= 0) return NULL;
-    {
-        json_span digits;
-        digits.ptr = text;
-        digits.length = strlen(text);
-        if (!json_uint(digits, &transaction)) return NULL;
-    }
+    if (!sfu_text(message, "transaction", text, sizeof text) || !text[0]) return NULL;
+    transaction = strtoull(text, &end, 10);
+    if (*end) return NULL;
     for (i = 0; i < SFU_MAX_PENDING; i++)
         if (host->pending[i].used && host->pending[i].transaction == transaction) return &host->pending[i];
     return NULL;
@@ -893,13 +1013,13 @@ static sfu_pending *sfu_find_pending(sfu_host *host, json_span message) {
 
 /* One message from Janus. */
 static void sfu_receive(sfu_host *host, const char *text, size_t length) {
-    json_span message, value;
+    vrs_span message, value;
     char janus[32];
     sfu_pending *pending;
     message.ptr = text;
     message.length = length;
     if (host->verbose) sfu_logf(host, "from Janus: %.*s", (int)(length < 300 ? length : 300), text);
-    if (!json_member(message, "janus", &value) || json_string(value, janus, sizeof janus) <= 0) {
+    if (!sfu_text(message, "janus", janus, sizeof janus)) {
         sfu_logf(host, "Janus sent something that is not a Janus message (%zu bytes)", length);
         return;
     }
@@ -911,7 +1031,7 @@ static void sfu_receive(sfu_host *host, const char *text, size_t length) {
     {
         uint64_t sender = 0;
         int subscriber = 0, owner;
-        if (json_member(message, "sender", &value)) json_uint(value, &sender);
+        sfu_id(message, "sender", &sender);
         owner = sfu_handle_owner(host, sender, &subscriber);
         if (strcmp(janus, "event") == 0) {
             sfu_pending request;
@@ -921,7 +1041,7 @@ static void sfu_receive(sfu_host *host, const char *text, size_t length) {
                 pending = &request;
             }
             if (owner >= 0) sfu_plugin_event(host, owner, subscriber, message, pending);
-        } else if (strcmp(janus, "trickle") == 0 && owner >= 0 && json_member(message, "candidate", &value)) {
+        } else if (strcmp(janus, "trickle") == 0 && owner >= 0 && sfu_find(message, "candidate", &value)) {
             sfu_trickle_to_page(host, owner, subscriber, value);
         } else if (owner >= 0 && !subscriber && strcmp(janus, "webrtcup") == 0) {
             sfu_peer_publishes(host, owner, 1);
@@ -936,48 +1056,42 @@ static void sfu_receive(sfu_host *host, const char *text, size_t length) {
 
 /* ---- what the pages say ----------------------------------------------------------------------- */
 
-static void sfu_page_custom(sfu_host *host, int index, json_span event) {
+static void sfu_page_custom(sfu_host *host, int index, vrs_span event) {
     sfu_peer *peer = &host->peers[index];
-    json_span custom, type, data, connection, value;
-    int subscriber;
-    if (!json_member(event, "data", &custom) || !json_member(custom, "type", &type) || !json_member(custom, "data", &data) ||
-        !json_member(data, "connection", &connection)) {
-        sfu_send_error(host, peer, "custom events need data.type, data.data and data.data.connection");
+    vrs_span data, value;
+    int subscriber = sfu_is(event, "data.data.connection", "subscribe");
+    if (!sfu_find(event, "data.data", &data) || (!subscriber && !sfu_is(event, "data.data.connection", "publish"))) {
+        sfu_send_error(host, peer, "custom events need data.type and data.data.connection (publish or subscribe)");
         return;
     }
     if (peer->state != SFU_PEER_JOINED) {
         sfu_send_error(host, peer, "not in the call: send join first");
         return;
     }
-    subscriber = json_string_is(connection, "subscribe");
-    if (!subscriber && !json_string_is(connection, "publish")) {
-        sfu_send_error(host, peer, "connection must be \"publish\" or \"subscribe\"");
-        return;
-    }
-    if (json_string_is(type, "sdpOffer") && !subscriber) {
-        if (!json_member(data, "sdp", &value) || !json_is_string(value)) goto bad;
-        sfu_plugin_message(host, SFU_PUBLISH, index, peer->publisher, "{\"request\":\"publish\"}", "offer", value);
-    } else if (json_string_is(type, "sdpAnswer") && subscriber) {
-        if (!json_member(data, "sdp", &value) || !json_is_string(value) || !peer->subscriber) goto bad;
-        sfu_plugin_message(host, SFU_START, index, peer->subscriber, "{\"request\":\"start\"}", "answer", value);
-    } else if (json_string_is(type, "candidate")) {
-        uint64_t handle = subscriber ? peer->subscriber : peer->publisher;
-        sfu_pending *pending;
-        json_writer w;
-        if (!json_member(data, "candidate", &value) || !handle) goto bad;
-        pending = sfu_new_pending(host, SFU_TRICKLE, index, peer->room);
+    if (sfu_is(event, "data.type", "sdpOffer") && !subscriber && sfu_find(data, "sdp", &value) && sfu_is_string(value)) {
+        sfu_plugin_request(host, SFU_PUBLISH, index, peer->publisher, "publish", "offer", value);
+    } else if (sfu_is(event, "data.type", "sdpAnswer") && subscriber && peer->subscriber && sfu_find(data, "sdp", &value) &&
+               sfu_is_string(value)) {
+        sfu_plugin_request(host, SFU_START, index, peer->subscriber, "start", "answer", value);
+    } else if (sfu_is(event, "data.type", "candidate") && sfu_find(data, "candidate", &value) &&
+               (subscriber ? peer->subscriber : peer->publisher)) {
+        sfu_pending *pending = sfu_new_pending(host, SFU_TRICKLE, index, peer->room);
+        vrs_json_writer w;
         if (!pending) return;
-        w = sfu_request_begin(host, pending, "trickle", peer->session, handle);
-        json_text(&w, ",\"candidate\":");
-        if (value.length == 4 && memcmp(value.ptr, "null", 4) == 0) json_text(&w, "{\"completed\":true}");
-        else json_span_raw(&w, value);
+        sfu_request_begin(host, &w, pending, "trickle", peer->session, subscriber ? peer->subscriber : peer->publisher);
+        vrs_json_key(&w, "candidate");
+        if (vrs_json_type_of(value.ptr, value.length) == VRS_JSON_NULL) { /* the end of the page's candidates */
+            vrs_json_begin_object(&w);
+            vrs_json_key(&w, "completed");
+            vrs_json_bool(&w, 1);
+            vrs_json_end_object(&w);
+        } else {
+            vrs_json_raw(&w, value.ptr, value.length);
+        }
         sfu_request_send(host, pending, &w);
     } else {
-        goto bad;
+        sfu_send_error(host, peer, "unknown custom event (sdpOffer to publish, sdpAnswer to subscribe, candidate)");
     }
-    return;
-bad:
-    sfu_send_error(host, peer, "unknown custom event (sdpOffer to publish, sdpAnswer to subscribe, candidate)");
 }
 
 static void sfu_on_media_event(vrs_server *server, vrs_room room, vrs_peer handle, const char *text, size_t length,
@@ -985,26 +1099,27 @@ static void sfu_on_media_event(vrs_server *server, vrs_room room, vrs_peer handl
     sfu_host *host = (sfu_host *)user_data;
     int index = sfu_peer_index(host, server, handle);
     sfu_peer *peer;
-    json_span d, event, type, value;
+    vrs_span d, event, value;
     (void)room;
     if (index < 0) return;
     peer = &host->peers[index];
     d.ptr = text;
     d.length = length;
     /* D is the event's JSON text in a string (as Membrane's client sends it) or the event. */
-    if (json_is_string(d)) {
-        long decoded = json_string(d, host->received, sizeof host->received);
-        if (decoded < 0) { sfu_send_error(host, peer, "undecodable event"); return; }
+    if (sfu_is_string(d)) {
+        if (vrs_json_get_string(d.ptr, d.length, NULL, host->received, sizeof host->received, &event.length) != VRS_OK) {
+            sfu_send_error(host, peer, "undecodable event");
+            return;
+        }
         event.ptr = host->received;
-        event.length = (size_t)decoded;
     } else {
         event = d;
     }
-    if (!json_member(event, "type", &type)) {
+    if (!sfu_find(event, "type", &value)) {
         sfu_send_error(host, peer, "an event needs a type");
-    } else if (json_string_is(type, "join") || json_string_is(type, "updatePeerMetadata")) {
-        int join = json_string_is(type, "join");
-        if (!json_path(event, "data.metadata", &value)) value.ptr = "null", value.length = 4;
+    } else if (sfu_is(event, "type", "join") || sfu_is(event, "type", "updatePeerMetadata")) {
+        int join = sfu_is(event, "type", "join");
+        if (!sfu_find(event, "data.metadata", &value)) value.ptr = "null", value.length = 4;
         if (value.length > sizeof peer->metadata) { sfu_send_error(host, peer, "metadata too large"); return; }
         if (join && peer->state != SFU_PEER_IDLE) { sfu_send_error(host, peer, "already joined"); return; }
         if (!join && peer->state != SFU_PEER_JOINED) { sfu_send_error(host, peer, "not in the call: send join first"); return; }
@@ -1013,17 +1128,20 @@ static void sfu_on_media_event(vrs_server *server, vrs_room room, vrs_peer handl
         if (join) {
             sfu_start_peer(host, index);
         } else {
-            json_writer w = json_writer_on(host->event, sizeof host->event);
-            json_text(&w, "{\"type\":\"peerUpdated\",\"data\":{\"peerId\":");
-            json_quoted(&w, peer->id, strlen(peer->id));
-            json_text(&w, ",\"metadata\":");
-            json_raw(&w, peer->metadata, peer->metadata_length);
-            json_text(&w, "}}");
+            vrs_json_writer w;
+            sfu_event_begin(host, &w, "peerUpdated");
+            vrs_json_key(&w, "data");
+            vrs_json_begin_object(&w);
+            vrs_json_key(&w, "peerId");
+            vrs_json_cstring(&w, peer->id);
+            vrs_json_key(&w, "metadata");
+            vrs_json_raw(&w, peer->metadata, peer->metadata_length);
+            vrs_json_end_object(&w);
             sfu_send_to_room(host, peer->room, index, &w);
         }
-    } else if (json_string_is(type, "leave")) {
+    } else if (sfu_is(event, "type", "leave")) {
         sfu_peer_leaves(host, index);
-    } else if (json_string_is(type, "custom")) {
+    } else if (sfu_is(event, "type", "custom")) {
         sfu_page_custom(host, index, event);
     } else {
         sfu_send_error(host, peer, "unknown event type");
@@ -1054,16 +1172,7 @@ static void sfu_on_room_destroyed(vrs_server *server, vrs_room handle, void *use
     sfu_room *room;
     if (index < 0) return;
     room = &host->rooms[index];
-    if (room->state == SFU_ROOM_READY && host->control_ready) {
-        sfu_pending *pending = sfu_new_pending(host, SFU_DESTROY_ROOM, -1, -1);
-        if (pending) {
-            json_writer w = sfu_request_begin(host, pending, "message", host->control_session, host->control_handle);
-            json_text(&w, ",\"body\":{\"request\":\"destroy\",\"room\":");
-            json_uint_text(&w, room->janus_room);
-            json_text(&w, "}");
-            sfu_request_send(host, pending, &w);
-        }
-    }
+    if (room->state == SFU_ROOM_READY && host->control_ready) sfu_destroy_janus_room(host, room->janus_room);
     room->used = 0; /* a creation still in flight destroys what it made (SFU_CREATE_ROOM) */
 }
 
@@ -1132,7 +1241,7 @@ static void sfu_adopt_socket(sfu_host *host, int fd) {
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     host->fd = fd;
     host->outbox_length = 0;
-    sfu_simple_request(host, SFU_CREATE_CONTROL_SESSION, -1, "create", 0, NULL);
+    sfu_simple_request(host, SFU_CREATE_CONTROL_SESSION, -1, "create", 0);
 }
 
 static void sfu_connect(sfu_host *host) {
@@ -1218,13 +1327,13 @@ static void sfu_run_timers(sfu_host *host) {
     if (host->fd < 0) return;
     if (host->control_ready && now >= host->control_keepalive_at) {
         host->control_keepalive_at = now + SFU_KEEPALIVE_MS;
-        sfu_simple_request(host, SFU_KEEPALIVE, -1, "keepalive", host->control_session, NULL);
+        sfu_simple_request(host, SFU_KEEPALIVE, -1, "keepalive", host->control_session);
     }
     for (i = 0; i < SFU_MAX_PEERS; i++) {
         sfu_peer *peer = &host->peers[i];
         if (!peer->used || !peer->session || now < peer->keepalive_at) continue;
         peer->keepalive_at = now + SFU_KEEPALIVE_MS;
-        sfu_simple_request(host, SFU_KEEPALIVE, -1, "keepalive", peer->session, NULL);
+        sfu_simple_request(host, SFU_KEEPALIVE, -1, "keepalive", peer->session);
     }
 }
 

@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     struct pollfd *fds;
     int i, capacity, web_root_is_default = 1, verbose = 0;
     const char *socket_path = "build/sfu/janus.sock", *ice_server = NULL;
-    json_writer config;
+    vrs_json_writer config;
     memset(&desc, 0, sizeof desc);
     desc.max_peers_per_room = 16;
     /* Janus's offers to a subscriber grow with the room (two m-lines per publisher), and go to
@@ -101,16 +101,25 @@ int main(int argc, char **argv) {
         }
     }
     if (web_root_is_default) web_find_root(argv[0]);
-    /* The page learns here that the room is an SFU's. */
-    config = json_writer_on(page_config, sizeof page_config);
-    json_text(&config, "{\"mode\":\"sfu\",\"iceServers\":[");
+    /* The page learns here that the rooms are an SFU's: {"mode":"sfu","iceServers":[...]}. */
+    vrs_json_writer_init(&config, page_config, sizeof page_config);
+    vrs_json_begin_object(&config);
+    vrs_json_key(&config, "mode");
+    vrs_json_cstring(&config, "sfu");
+    vrs_json_key(&config, "iceServers");
+    vrs_json_begin_array(&config);
     if (ice_server) {
-        json_text(&config, "{\"urls\":");
-        json_quoted(&config, ice_server, strlen(ice_server));
-        json_text(&config, "}");
+        vrs_json_begin_object(&config);
+        vrs_json_key(&config, "urls");
+        vrs_json_cstring(&config, ice_server);
+        vrs_json_end_object(&config);
     }
-    json_text(&config, "]}");
-    if (config.failed) return 2;
+    vrs_json_end_array(&config);
+    vrs_json_end_object(&config);
+    if (vrs_json_finish(&config, NULL) != VRS_OK) {
+        fprintf(stderr, "sfu_server: --ice-server is too long or not UTF-8\n");
+        return 2;
+    }
 
     sfu_init(&host, socket_path, desc.max_peers_per_room);
     host.log = print_line;

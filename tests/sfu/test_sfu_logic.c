@@ -87,13 +87,11 @@ static int fj_silent(ts_server *ts, int ms) {
 /* A member of a request, as text (strings decoded; numbers and objects as written). */
 static const char *fj_get(const char *request, const char *path) {
     static char out[FJ_TEXT];
-    json_span root, value;
-    root.ptr = request;
-    root.length = strlen(request);
+    vrs_span value;
     out[0] = '\0';
-    if (!json_path(root, path, &value)) return "(absent)";
-    if (json_is_string(value)) json_string(value, out, sizeof out);
-    else snprintf(out, sizeof out, "%.*s", (int)value.length, value.ptr);
+    if (vrs_json_find(request, strlen(request), path, &value) != VRS_OK) return "(absent)";
+    if (vrs_json_get_string(value.ptr, value.length, NULL, out, sizeof out, NULL) != VRS_OK)
+        snprintf(out, sizeof out, "%.*s", (int)value.length, value.ptr);
     return out;
 }
 
@@ -165,11 +163,23 @@ static ts_client *fj_page(ts_server *ts, const char *room) {
 
 /* Sends a media event E (given as JSON text) the way the page does: D = E's text in a string. */
 static int fj_send(ts_client *c, const char *room, const char *event) {
-    static char frame[FJ_TEXT * 3], quoted[FJ_TEXT * 2];
-    json_writer w = json_writer_on(quoted, sizeof quoted);
-    json_quoted(&w, event, strlen(event));
-    if (w.failed || strlen(quoted) + 64 + strlen(room) > sizeof frame) return -1;
-    snprintf(frame, sizeof frame, "[\"%s\",\"9\",\"room:%s\",\"mediaEvent\",{\"data\":%s}]", fj_join_ref, room, quoted);
+    static char frame[FJ_TEXT * 3];
+    char topic[128];
+    size_t length;
+    vrs_json_writer w;
+    snprintf(topic, sizeof topic, "room:%s", room);
+    vrs_json_writer_init(&w, frame, sizeof frame);
+    vrs_json_begin_array(&w);
+    vrs_json_cstring(&w, fj_join_ref);
+    vrs_json_cstring(&w, "9");
+    vrs_json_cstring(&w, topic);
+    vrs_json_cstring(&w, "mediaEvent");
+    vrs_json_begin_object(&w);
+    vrs_json_key(&w, "data");
+    vrs_json_cstring(&w, event);
+    vrs_json_end_object(&w);
+    vrs_json_end_array(&w);
+    if (vrs_json_finish(&w, &length) != VRS_OK) return -1;
     return ts_send_text(c, frame);
 }
 
@@ -178,21 +188,16 @@ static int fj_send(ts_client *c, const char *room, const char *event) {
 static const char *fj_event(ts_server *ts, ts_client *c) {
     static char text[FJ_TEXT];
     ts_frame f;
-    json_span frame, payload, d;
     int64_t deadline = ts_now_ms() + 2000;
     text[0] = '\0';
     while (ts_now_ms() < deadline) {
         fj_run(ts, 5);
         if (ts_read_frame(c, &f, 5) != 1) continue;
-        frame.ptr = (const char *)f.payload;
-        frame.length = f.length;
-        if (strstr(frame.ptr, "\"mediaEvent\"")) { /* [join_ref, ref, topic, "mediaEvent", {"data": D}] */
-            size_t cursor = 0;
-            int i;
-            for (i = 0; i < 5 && json_next_element(frame, &cursor, &payload); i++) {
-            }
-            if (i == 5 && json_member(payload, "data", &d) && json_string(d, text, sizeof text) >= 0) return text;
-        }
+        /* [join_ref, ref, topic, "mediaEvent", {"data": D}] */
+        if (vrs_json_get_string((const char *)f.payload, f.length, "3", text, sizeof text, NULL) == VRS_OK &&
+            strcmp(text, "mediaEvent") == 0 &&
+            vrs_json_get_string((const char *)f.payload, f.length, "4.data", text, sizeof text, NULL) == VRS_OK)
+            return text;
         snprintf(text, sizeof text, "%.*s", (int)f.length, (const char *)f.payload);
         return text;
     }

@@ -524,6 +524,8 @@ static void sfu_start_peer(sfu_host *host, int index) {
     sfu_peer *peer = &host->peers[index];
     sfu_room *room = &host->rooms[peer->room];
     if (!host->control_ready || room->state != SFU_ROOM_READY) {
+        if (host->fd < 0 && peer->state != SFU_PEER_WAITING)
+            sfu_send_error(host, peer, "the media server is unavailable: you will join when it is back");
         peer->state = SFU_PEER_WAITING;
         sfu_need_room(host, peer->room);
         return;

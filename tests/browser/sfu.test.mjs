@@ -6,9 +6,10 @@
 // the namespace. Six Chromium pages join one room with fake camera and microphone. Checked,
 // each step within STEP_MS: every page plays the five others' video (a nonzero videoWidth, and
 // inbound video bytes that grow) and sends exactly one outbound video stream (getStats); one
-// page leaves and its feed goes from the five others; a seventh joins and every page plays its
-// video; when the pages are gone, Janus holds no session but the host's own (admin API
-// list_sessions). Figures (upstream bytes per second of one page, CPU of the host and of Janus
+// page leaves and its feed goes from the five others, and its Janus session with it (admin API
+// list_sessions); a seventh joins and every page plays its video; Janus is killed and started
+// again, the pages are told, rejoin and play every video again; when the pages are gone, Janus
+// holds no session but the host's own. Figures (upstream bytes per second of one page, CPU of the host and of Janus
 // while six are in the room) are printed.
 //
 // Run: make browser-sfu-test. Env: SFU_SERVER (default ../../build/sfu_server), JANUS
@@ -43,6 +44,10 @@ const skipReason = !fs.existsSync(CHROMIUM) ? `Chromium is not installed (${CHRO
   : false;
 if (skipReason) console.log(`SKIPPED: ${skipReason}, so the SFU browser test did not run.`);
 
+// One browser, a fresh profile (a temporary --user-data-dir of playwright's) and a context per page.
+const BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--disable-quic'];
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function freePort() {
@@ -70,13 +75,28 @@ function start(name, command, args, options) {
     name, child, output,
     log: () => `--- ${name} ---\n${output.slice(-40).join('\n')}`,
     save: (file) => fs.writeFileSync(file, output.join('\n') + '\n'),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
     },
   };
+}
+
+// Janus, in workDir (the configuration's socket paths are relative). Janus 1.1.2's Unix-socket
+// transport can end its thread before it counts as started (a start-up race); Janus then exits
+// at once with "No Janus API transport is available", and is started again.
+async function startJanus(workDir, processes) {
+  for (let attempt = 1; ; attempt += 1) {
+    for (const name of ['janus.sock', 'janus-admin.sock']) fs.rmSync(path.join(workDir, name), { force: true });
+    const janus = start('janus', JANUS, ['--configs-folder', JANUS_CONFIG, '--disable-colors'], { cwd: workDir });
+    processes.push(janus);
+    await waitFor('Janus\'s sockets, or Janus to exit', () => janus.child.exitCode !== null ||
+      (fs.existsSync(path.join(workDir, 'janus.sock')) && fs.existsSync(path.join(workDir, 'janus-admin.sock'))));
+    if (janus.child.exitCode === null) return janus;
+    if (attempt === 5) throw new Error('Janus exited at start five times');
+  }
 }
 
 async function waitFor(what, check, timeoutMs = STEP_MS) {
@@ -145,16 +165,35 @@ async function waitInPage(participant, what, fn, check, timeoutMs = STEP_MS) {
 const statsOf = () => window.videoroom.stats();
 
 // The participant plays video from exactly `names` (frames decoded, bytes growing).
-async function expectVideoFrom(participant, names) {
+async function expectVideoFrom(participant, names, timeoutMs = STEP_MS) {
   const wanted = [...names].sort();
   const first = await waitInPage(participant, `video from ${wanted.join(', ')}`, statsOf, (stats) => {
     const entries = Object.values(stats);
     return entries.length === wanted.length &&
       JSON.stringify(entries.map((s) => s.name).sort()) === JSON.stringify(wanted) &&
       entries.every((s) => s.videoWidth > 0 && s.inboundBytes > 0);
-  });
+  }, timeoutMs);
   await waitInPage(participant, 'inbound video bytes to grow', statsOf, (stats) =>
     Object.keys(first).every((id) => stats[id] && stats[id].inboundBytes > first[id].inboundBytes));
+}
+
+// Figures: one page's upstream video bytes per second and the CPU of the given processes
+// (/proc/PID/stat utime + stime), over the same ten seconds.
+async function printFigures(mode, participant, pids) {
+  const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  const sample = async () => ({
+    time: Date.now(),
+    up: await participant.page.evaluate(() => window.videoroom.outbound()),
+    cpu: Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTicks(pid)])),
+  });
+  const before = await sample();
+  await sleep(10000);
+  const after = await sample();
+  const seconds = (after.time - before.time) / 1000;
+  const cpu = Object.keys(pids).map((name) =>
+    `${name} CPU ${(100 * (after.cpu[name] - before.cpu[name]) / ticks / seconds).toFixed(1)}%`).join(', ');
+  console.log(`${mode} figures, six in the room, over ${seconds.toFixed(1)} s: one page's upstream video ` +
+    `${Math.round((after.up.bytes - before.up.bytes) / seconds)} B/s in ${after.up.streams} stream(s); ${cpu}`);
 }
 
 test('six browsers in one SFU room: one stream up each, five down', {
@@ -171,30 +210,13 @@ test('six browsers in one SFU room: one stream up each, five down', {
   try {
     // Janus writes its sockets into its working directory (the configuration's paths are
     // relative), here a temporary one.
-    // Janus 1.1.2's Unix-socket transport can end its thread before it counts as started (a
-    // start-up race); Janus then exits at once with "No Janus API transport is available", and
-    // is started again.
-    let janus = null;
-    for (let attempt = 1; !janus; attempt += 1) {
-      const candidate = start('janus', JANUS, ['--configs-folder', JANUS_CONFIG, '--disable-colors'], { cwd: workDir });
-      processes.push(candidate);
-      await waitFor('Janus\'s sockets, or Janus to exit', () => candidate.child.exitCode !== null ||
-        (fs.existsSync(janusSocket) && fs.existsSync(path.join(workDir, 'janus-admin.sock'))));
-      if (candidate.child.exitCode === null) janus = candidate;
-      else if (attempt === 5) throw new Error('Janus exited at start five times');
-    }
+    let janus = await startJanus(workDir, processes);
     const host = start('sfu_server', SFU_SERVER, ['--port', String(port), '--janus', janusSocket, '--web-root', WEB_ROOT, '--verbose', '1']);
     processes.push(host);
     await waitFor('the host to reach Janus', () => janusSessions(path.join(workDir, 'janus-admin.sock')).length === 1);
 
     const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-        '--disable-quic'],
-    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
     const names = ['Ann', 'Ben', 'Cem', 'Dia', 'Eve', 'Fox'];
     for (const name of names) participants.push(await openParticipant(browser, name));
     const url = (name) => `http://127.0.0.1:${port}/?room=${ROOM}&name=${name}`;
@@ -208,19 +230,7 @@ test('six browsers in one SFU room: one stream up each, five down', {
       assert.equal(await p.page.locator('.tile.remote').count(), 5, `${p.name} shows five remote tiles`);
     }
 
-    // Figures: one page's upstream bytes per second, and the CPU of the host and of Janus,
-    // over the same ten seconds with six in the room.
-    const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-    const before = { time: Date.now(), up: await participants[0].page.evaluate(() => window.videoroom.outbound()),
-      host: cpuTicks(host.child.pid), janus: cpuTicks(janus.child.pid) };
-    await sleep(10000);
-    const after = { time: Date.now(), up: await participants[0].page.evaluate(() => window.videoroom.outbound()),
-      host: cpuTicks(host.child.pid), janus: cpuTicks(janus.child.pid) };
-    const seconds = (after.time - before.time) / 1000;
-    console.log(`SFU figures, six in the room, over ${seconds.toFixed(1)} s: one page's upstream video ` +
-      `${Math.round((after.up.bytes - before.up.bytes) / seconds)} B/s in ${after.up.streams} stream(s); ` +
-      `host CPU ${(100 * (after.host - before.host) / ticks / seconds).toFixed(1)}%, ` +
-      `Janus CPU ${(100 * (after.janus - before.janus) / ticks / seconds).toFixed(1)}%`);
+    await printFigures('SFU', participants[0], { host: host.child.pid, Janus: janus.child.pid });
 
     // 2. Fox leaves: his feed goes from the five others.
     const fox = participants[5];
@@ -242,9 +252,19 @@ test('six browsers in one SFU room: one stream up each, five down', {
     await Promise.all([...stayed, gil].map((p) => expectVideoFrom(p, inRoom.filter((n) => n !== p.name))));
     assert.equal((await gil.page.evaluate(() => window.videoroom.outbound())).streams, 1, 'Gil sends one stream');
 
+    // 4. Janus dies and comes back: the host closes the room (the pages get phx_error and
+    //    rejoin), lets the joins in once Janus is back, and everyone plays everyone again.
+    await janus.stop('SIGKILL');
+    await waitInPage(gil, 'the page to be told', () => document.getElementById('notice-text').textContent,
+      (text) => /media server is unavailable/.test(text));
+    janus = await startJanus(workDir, processes);
+    await Promise.all([...stayed, gil].map((p) => expectVideoFrom(p, inRoom.filter((n) => n !== p.name))));
+    await waitFor('Janus to hold the host\'s session and six others',
+      () => janusSessions(path.join(workDir, 'janus-admin.sock')).length === 7);
+
     for (const p of participants) assert.deepEqual(p.errors, [], `${p.name}: no uncaught errors in the page`);
 
-    // 4. Everyone goes: Janus keeps no session of theirs.
+    // 5. Everyone goes: Janus keeps no session of theirs.
     await Promise.all(participants.map((p) => p.context.close()));
     participants.length = 0;
     await waitFor('Janus to hold the host\'s session alone',
@@ -260,5 +280,33 @@ test('six browsers in one SFU room: one stream up each, five down', {
     if (browser) await browser.close();
     for (const p of processes.reverse()) await p.stop();
     fs.rmSync(workDir, { recursive: true, force: true });
+  }
+});
+
+// The same six pages in a mesh (the demo server and its relay logic), for the figures to compare
+// with: run with MESH_FIGURES=1 (make browser-sfu-test MESH_FIGURES=1).
+const DEMO_SERVER = process.env.DEMO_SERVER ? path.resolve(process.env.DEMO_SERVER) : path.join(REPO, 'build/demo_server');
+test('figures: six browsers in a mesh room', {
+  skip: skipReason || (process.env.MESH_FIGURES !== '1' && 'set MESH_FIGURES=1 to measure the mesh'),
+  timeout: 6 * STEP_MS,
+}, async () => {
+  const port = await freePort();
+  const server = start('demo_server', DEMO_SERVER, ['--port', String(port), '--web-root', WEB_ROOT]);
+  const participants = [];
+  let browser = null;
+  try {
+    await waitFor('the demo server', async () => (await fetch(`http://127.0.0.1:${port}/`).catch(() => null))?.ok);
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+    const names = ['Ann', 'Ben', 'Cem', 'Dia', 'Eve', 'Fox'];
+    for (const name of names) participants.push(await openParticipant(browser, name));
+    for (const p of participants) await p.page.goto(`http://127.0.0.1:${port}/?room=mesh&name=${p.name}`);
+    // Thirty calls take a while to settle on a busy machine.
+    await Promise.all(participants.map((p) => expectVideoFrom(p, names.filter((n) => n !== p.name), 3 * STEP_MS)));
+    await printFigures('Mesh', participants[0], { server: server.child.pid });
+  } finally {
+    await Promise.allSettled(participants.map((p) => p.context.close()));
+    if (browser) await browser.close();
+    await server.stop();
   }
 });

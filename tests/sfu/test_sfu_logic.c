@@ -525,6 +525,8 @@ TEST(sfu, janus_going_away_closes_the_rooms_and_joins_wait_for_it) {
     e = fj_event(ts, a);
     CHECK(strstr(e, "\"ok\"") != NULL);
     fj_send(a, "r", "{\"type\":\"join\",\"data\":{\"metadata\":{}}}");
+    e = fj_expect_event(ts, a, "error");
+    if (e) CHECK_EQ_STR(fj_get(e, "data.message"), "the media server is unavailable: you will join when it is back");
     CHECK(fj_page_quiet(ts, a));
     /* Janus is back: the host's session, the room, the peer's session, in that order. */
     REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair) == 0);
@@ -535,7 +537,10 @@ TEST(sfu, janus_going_away_closes_the_rooms_and_joins_wait_for_it) {
     REQUIRE(r);
     fj_answer(ts, r, "{\"janus\":\"success\",\"session_id\":1,\"transaction\":\"%%T\",\"sender\":2,"
                      "\"plugindata\":{\"plugin\":\"janus.plugin.videoroom\",\"data\":{\"videoroom\":\"created\",\"room\":78}}}");
-    CHECK(fj_expect(ts, "create", NULL) != NULL);
+    r = fj_expect(ts, "create", NULL);
+    REQUIRE(r);
+    fj_answer(ts, r, "{\"janus\":\"success\",\"transaction\":\"%%T\",\"data\":{\"id\":40}}");
+    CHECK(fj_expect(ts, "attach", NULL) != NULL);
     ts_client_free(a);
     fj_stop(ts);
 }

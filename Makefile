@@ -10,7 +10,7 @@ EVENTS   = -DVRS_USE_EPOLL
 endif
 
 HEADER   = videoroom_signal.h
-EXAMPLES = build/echo_server build/demo_server
+EXAMPLES = build/echo_server build/demo_server build/sfu_server
 TESTS    = build/test_videoroom_signal build/test_videoroom_signal_epoll
 TEST_SOURCES = $(wildcard tests/*.c tests/*.h)
 

@@ -1,5 +1,7 @@
 // The page: join form -> camera and microphone -> Phoenix channel "room:<name>" -> relay join ->
-// one WebRTC call per other participant (call.js). ui.js draws; this module holds the state.
+// one WebRTC call per other participant (call.js), or, when /config.json says "mode": "sfu", one
+// connection up and one down through the server's SFU (sfu.js). ui.js draws; this module holds
+// the state.
 //
 // Reconnection: phoenix_client.js reconnects the socket and rejoins the channel by itself. The
 // server has forgotten us by then (a new channel means a new relay peer id), so on every

@@ -359,6 +359,30 @@ TEST(sfu, two_peers_publish_and_subscribe_through_janus) {
     fj_stop(ts);
 }
 
+TEST(sfu, peers_that_join_while_the_room_is_made_all_go_on) {
+    ts_server *ts = fj_start();
+    ts_client *pages[3];
+    const char *r;
+    int i, sessions = 0;
+    REQUIRE(ts);
+    REQUIRE(fj_control(ts));
+    for (i = 0; i < 3; i++) {
+        pages[i] = fj_page(ts, "r");
+        REQUIRE(pages[i]);
+        fj_send(pages[i], "r", "{\"type\":\"join\",\"data\":{\"metadata\":{}}}");
+    }
+    /* One room is asked for; once Janus has made it, each of the three gets a session. */
+    r = fj_expect(ts, "message", "create");
+    REQUIRE(r);
+    CHECK(fj_silent(ts, 50));
+    fj_answer(ts, r, "{\"janus\":\"success\",\"session_id\":1,\"transaction\":\"%%T\",\"sender\":2,"
+                     "\"plugindata\":{\"plugin\":\"janus.plugin.videoroom\",\"data\":{\"videoroom\":\"created\",\"room\":77}}}");
+    for (i = 0; i < 3; i++) sessions += fj_expect(ts, "create", NULL) != NULL;
+    CHECK_EQ_INT(sessions, 3);
+    for (i = 0; i < 3; i++) ts_client_free(pages[i]);
+    fj_stop(ts);
+}
+
 TEST(sfu, a_janus_error_reaches_that_peer_alone) {
     ts_server *ts = fj_start();
     ts_client *a, *b;

@@ -110,7 +110,7 @@ demo-hardening-test: build/demo_server_sanitized
 # 127.0.0.1:4000; Ctrl-C stops both. `sfu-test`: the host's Janus message handling against a
 # scripted Janus (a socketpair), under the sanitizers, in about a second. `browser-sfu-test`:
 # six, then seven Chromium pages in one room through a real Janus, inside a network namespace
-# with a veth pair of its own (Janus gathers no candidates on loopback); about a minute.
+# with a veth pair of its own (Janus gathers no candidates on loopback); one to two minutes.
 # Skipped, saying so, without Janus, Chromium or unshare.
 SFU_SOURCES = examples/sfu/sfu_server.c examples/sfu/sfu_logic.h examples/web_files.h $(HEADER)
 

@@ -75,7 +75,9 @@ int main(int argc, char **argv) {
     desc.send_queue_size = 1024 * 1024;
     for (i = 1; i < argc; i += 2) {
         const char *option = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        long number = value ? strtol(value, NULL, 10) : 0;
+        char *end = NULL;
+        long number = value ? strtol(value, &end, 10) : 0;
+        if (!value || end == value || *end) number = 0; /* numbers only, whole: "12abc" is refused */
         if (!value) {
             usage();
             return strcmp(option, "--help") == 0 ? 0 : 2;

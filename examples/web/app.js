@@ -354,9 +354,9 @@ window.videoroom = {
     }
     return result;
   },
-  // Our own video going up: {streams: outbound video streams, bytes: sent so far}.
+  // Our own video going up: {streams: outbound video streams, bytes: sent so far, widths}.
   async outbound() {
-    return session && session.mesh ? session.mesh.outboundVideo() : { streams: 0, bytes: 0 };
+    return session && session.mesh ? session.mesh.outboundVideo() : { streams: 0, bytes: 0, widths: [] };
   },
 };
 

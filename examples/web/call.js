@@ -245,20 +245,23 @@ export class Mesh {
   }
 }
 
-// How many outbound video streams some RTCPeerConnections send, and their bytes so far.
+// How many outbound video streams some RTCPeerConnections send, their bytes so far, and the
+// width of the frames each sends now (the browser lowers it when its CPU or uplink is short).
 export async function outboundVideoOf(connections) {
   let streams = 0;
   let bytes = 0;
+  const widths = [];
   for (const pc of connections) {
     try {
       (await pc.getStats()).forEach((stat) => {
         if (stat.type !== 'outbound-rtp' || (stat.kind || stat.mediaType) !== 'video') return;
         streams += 1;
         bytes += stat.bytesSent || 0;
+        widths.push(stat.frameWidth || 0);
       });
     } catch (err) {
       // closed meanwhile
     }
   }
-  return { streams, bytes };
+  return { streams, bytes, widths };
 }

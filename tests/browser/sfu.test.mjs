@@ -193,7 +193,8 @@ async function printFigures(mode, participant, pids) {
   const cpu = Object.keys(pids).map((name) =>
     `${name} CPU ${(100 * (after.cpu[name] - before.cpu[name]) / ticks / seconds).toFixed(1)}%`).join(', ');
   console.log(`${mode} figures, six in the room, over ${seconds.toFixed(1)} s: one page's upstream video ` +
-    `${Math.round((after.up.bytes - before.up.bytes) / seconds)} B/s in ${after.up.streams} stream(s); ${cpu}`);
+    `${Math.round((after.up.bytes - before.up.bytes) / seconds)} B/s in ${after.up.streams} stream(s) ` +
+    `${after.up.widths.join(', ')} pixels wide; ${cpu}`);
 }
 
 test('six browsers in one SFU room: one stream up each, five down', {

@@ -35,8 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef SFU_MAX_ROOMS /* capacities a host may set before including this file */
 #define SFU_MAX_ROOMS 256
+#endif
+#ifndef SFU_MAX_PEERS
 #define SFU_MAX_PEERS 1024
+#endif
 #define SFU_MAX_TRACKS 4            /* published tracks per peer (audio and video, with room) */
 #define SFU_MAX_FEEDS 64            /* feeds one subscriber receives */
 #define SFU_MAX_PENDING 2048        /* Janus requests waiting for their answer */
@@ -325,12 +329,13 @@ static size_t sfu_event_end(sfu_host *host, vrs_json_writer *w) {
     return 0;
 }
 
-static void sfu_send_d(sfu_host *host, const sfu_peer *to, size_t length) {
-    vrs_result result = length ? vrs_peer_send(host->server, to->peer, host->quoted, length) : VRS_ERROR_TOO_LARGE;
-    if (result != VRS_OK) sfu_logf(host, "a media event for %s was not sent: %s", to->id, vrs_result_string(result));
+static void sfu_send_d(sfu_host *host, vrs_peer to, size_t length) {
+    vrs_result result = length ? vrs_peer_send(host->server, to, host->quoted, length) : VRS_ERROR_TOO_LARGE;
+    if (result != VRS_OK)
+        sfu_logf(host, "a media event for %s was not sent: %s", vrs_peer_id(host->server, to), vrs_result_string(result));
 }
 
-static void sfu_send_event(sfu_host *host, const sfu_peer *to, vrs_json_writer *event) {
+static void sfu_send_event(sfu_host *host, vrs_peer to, vrs_json_writer *event) {
     sfu_send_d(host, to, sfu_event_end(host, event));
 }
 
@@ -340,11 +345,12 @@ static void sfu_send_to_room(sfu_host *host, int room, int except, vrs_json_writ
     int i;
     for (i = 0; i < SFU_MAX_PEERS; i++) {
         const sfu_peer *p = &host->peers[i];
-        if (p->used && p->room == room && i != except && p->state == SFU_PEER_JOINED) sfu_send_d(host, p, length);
+        if (p->used && p->room == room && i != except && p->state == SFU_PEER_JOINED) sfu_send_d(host, p->peer, length);
     }
 }
 
-static void sfu_send_error(sfu_host *host, const sfu_peer *to, const char *message) {
+/* {"type":"error","data":{"message":...}} to one peer: its request failed. */
+static void sfu_send_error_to(sfu_host *host, vrs_peer to, const char *message) {
     vrs_json_writer w;
     sfu_event_begin(host, &w, "error");
     vrs_json_key(&w, "data");
@@ -353,6 +359,10 @@ static void sfu_send_error(sfu_host *host, const sfu_peer *to, const char *messa
     vrs_json_cstring(&w, message);
     vrs_json_end_object(&w);
     sfu_send_event(host, to, &w);
+}
+
+static void sfu_send_error(sfu_host *host, const sfu_peer *to, const char *message) {
+    sfu_send_error_to(host, to->peer, message);
 }
 
 /* A track's id: "<peer id>:<mid in its publisher's connection>". */
@@ -713,7 +723,7 @@ static void sfu_peer_accepted(sfu_host *host, int index) {
     }
     vrs_json_end_array(&w);
     vrs_json_end_object(&w);
-    sfu_send_event(host, peer, &w);
+    sfu_send_event(host, peer->peer, &w);
     sfu_event_begin(host, &w, "peerJoined");
     vrs_json_key(&w, "data");
     vrs_json_begin_object(&w);
@@ -755,7 +765,7 @@ static void sfu_custom_begin(sfu_host *host, vrs_json_writer *w, const char *typ
 static void sfu_custom_send(sfu_host *host, const sfu_peer *to, vrs_json_writer *w) {
     vrs_json_end_object(w);
     vrs_json_end_object(w);
-    sfu_send_event(host, to, w);
+    sfu_send_event(host, to->peer, w);
 }
 
 /* A subscriber offer from Janus ("attached" or "updated"): to the page with the mid of every
@@ -1103,7 +1113,10 @@ static void sfu_on_media_event(vrs_server *server, vrs_room room, vrs_peer handl
     sfu_peer *peer;
     vrs_span d, event, value;
     (void)room;
-    if (index < 0) return;
+    if (index < 0) { /* a peer the host has no room for (its tables are full) */
+        if (server == host->server) sfu_send_error_to(host, handle, "the SFU host is full: try again later");
+        return;
+    }
     peer = &host->peers[index];
     d.ptr = text;
     d.length = length;
@@ -1194,7 +1207,7 @@ static void sfu_on_peer_joined(vrs_server *server, vrs_room room, vrs_peer handl
         vrs_peer_set_user_data(server, handle, peer);
         return;
     }
-    sfu_logf(host, "peer table full (%d peers)", SFU_MAX_PEERS); /* its events get no answer */
+    sfu_logf(host, "peer table full (%d peers)", SFU_MAX_PEERS); /* its events are answered with an error */
 }
 
 static void sfu_on_peer_left(vrs_server *server, vrs_room room, vrs_peer handle, void *user_data) {

@@ -8,6 +8,7 @@
 
 #include "../test.h"
 #include "../test_support.h"
+#define SFU_MAX_PEERS 3 /* so that a test can fill the table */
 #include "../../examples/sfu/sfu_logic.h"
 
 #include <stdarg.h>
@@ -380,6 +381,27 @@ TEST(sfu, peers_that_join_while_the_room_is_made_all_go_on) {
     for (i = 0; i < 3; i++) sessions += fj_expect(ts, "create", NULL) != NULL;
     CHECK_EQ_INT(sessions, 3);
     for (i = 0; i < 3; i++) ts_client_free(pages[i]);
+    fj_stop(ts);
+}
+
+TEST(sfu, a_peer_past_the_hosts_table_is_told) {
+    ts_server *ts = fj_start();
+    ts_client *pages[SFU_MAX_PEERS + 1];
+    const char *e;
+    int i;
+    REQUIRE(ts);
+    REQUIRE(fj_control(ts));
+    for (i = 0; i <= SFU_MAX_PEERS; i++) {
+        pages[i] = fj_page(ts, "r");
+        REQUIRE(pages[i]);
+    }
+    fj_send(pages[SFU_MAX_PEERS], "r", "{\"type\":\"join\",\"data\":{\"metadata\":{}}}");
+    e = fj_expect_event(ts, pages[SFU_MAX_PEERS], "error");
+    if (e) CHECK_EQ_STR(fj_get(e, "data.message"), "the SFU host is full: try again later");
+    CHECK(fj_silent(ts, 50));
+    fj_send(pages[0], "r", "{\"type\":\"join\",\"data\":{\"metadata\":{}}}");
+    CHECK(fj_expect(ts, "message", "create") != NULL); /* the others go on as ever */
+    for (i = 0; i <= SFU_MAX_PEERS; i++) ts_client_free(pages[i]);
     fj_stop(ts);
 }
 

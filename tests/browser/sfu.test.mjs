@@ -5,8 +5,8 @@
 // with addresses of its own (Janus gathers no ICE candidates on loopback), so no media leaves
 // the namespace. Six Chromium pages join one room with fake camera and microphone. Checked,
 // each step within STEP_MS: every page plays the five others' video (a nonzero videoWidth, and
-// inbound video bytes that grow) and sends exactly one outbound video stream (getStats); one
-// page leaves and its feed goes from the five others, and its Janus session with it (admin API
+// inbound video bytes that grow) and sends exactly one outbound video stream (getStats); mute
+// and rename reach the others; one page leaves and its feed goes from the five others, and its Janus session with it (admin API
 // list_sessions); a seventh joins and every page plays its video; Janus is killed and started
 // again, the pages are told, rejoin and play every video again; when the pages are gone, Janus
 // holds no session but the host's own. Figures (upstream bytes per second of one page, CPU of the host and of Janus
@@ -232,6 +232,17 @@ test('six browsers in one SFU room: one stream up each, five down', {
     }
 
     await printFigures('SFU', participants[0], { host: host.child.pid, Janus: janus.child.pid });
+
+    // Mute and rename reach the others as in the mesh (updatePeerMetadata -> peerUpdated).
+    const [, ben] = participants;
+    await ben.page.click('#toggle-mic');
+    await ben.page.click('#rename');
+    await ben.page.fill('#rename-input', 'Benedict');
+    await ben.page.click('#rename-form button[type="submit"]');
+    await Promise.all(participants.filter((p) => p !== ben).map((p) => waitInPage(p, 'Benedict, muted', () =>
+      window.videoroom.peers().some((peer) => peer.name === 'Benedict' && peer.muted) &&
+      [...document.querySelectorAll('.tile.remote.muted .name')].some((e) => e.textContent === 'Benedict'), Boolean)));
+    names[1] = ben.name = 'Benedict';
 
     // 2. Fox leaves: his feed goes from the five others.
     const fox = participants[5];

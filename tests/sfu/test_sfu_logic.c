@@ -299,6 +299,12 @@ TEST(sfu, two_peers_publish_and_subscribe_through_janus) {
     CHECK_EQ_STR(fj_get(accepted, "data.peersInRoom"), expected);
     e = fj_expect_event(ts, a, "peerJoined");
     if (e) CHECK_EQ_STR(fj_get(e, "data.peer.id"), b_id);
+    fj_send(b, "r", "{\"type\":\"updatePeerMetadata\",\"data\":{\"metadata\":{\"name\":\"B\",\"muted\":true}}}");
+    e = fj_expect_event(ts, a, "peerUpdated");
+    if (e) {
+        CHECK_EQ_STR(fj_get(e, "data.peerId"), b_id);
+        CHECK_EQ_STR(fj_get(e, "data.metadata.name"), "B");
+    }
 
     /* B subscribes to A's feed: one subscriber handle, joined with the feed, Janus offers. */
     r = fj_expect(ts, "attach", NULL);
@@ -346,6 +352,20 @@ TEST(sfu, two_peers_publish_and_subscribe_through_janus) {
     REQUIRE(r);
     CHECK_EQ_STR(fj_get(r, "candidate"), "{\"completed\":true}");
     fj_answer(ts, r, "{\"janus\":\"ack\",\"session_id\":20,\"transaction\":\"%%T\"}");
+
+    /* Janus trickles a candidate on B's subscriber handle (with full_trickle), then ends them. */
+    fj_answer(ts, NULL, "{\"janus\":\"trickle\",\"session_id\":20,\"sender\":22,"
+                        "\"candidate\":{\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"candidate\":\"candidate:2 1 udp 9 10.0.0.2 20000 typ host\"}}");
+    e = fj_expect_event(ts, b, "custom");
+    REQUIRE(e);
+    CHECK_EQ_STR(fj_get(e, "data.type"), "candidate");
+    CHECK_EQ_STR(fj_get(e, "data.data.connection"), "subscribe");
+    CHECK_EQ_STR(fj_get(e, "data.data.candidate.candidate"), "candidate:2 1 udp 9 10.0.0.2 20000 typ host");
+    fj_answer(ts, NULL, "{\"janus\":\"trickle\",\"session_id\":20,\"sender\":22,\"candidate\":{\"completed\":true}}");
+    e = fj_expect_event(ts, b, "custom");
+    REQUIRE(e);
+    CHECK_EQ_STR(fj_get(e, "data.data.candidate"), "null");
+    CHECK(fj_page_quiet(ts, a));
 
     /* B publishes: A is told of B's tracks and subscribes to B, with a handle of its own. */
     fj_publish(ts, b, "r", 20, 21);
@@ -607,6 +627,7 @@ TEST(sfu, janus_sending_garbage_disturbs_nothing) {
     CHECK(fj_host.fd >= 0);
     fj_send(a, "r", "{\"type\":\"updatePeerMetadata\",\"data\":{\"metadata\":{\"name\":\"M\"}}}");
     CHECK(fj_silent(ts, 50)); /* metadata stays with the host */
+    CHECK(fj_page_quiet(ts, a)); /* and goes to the others only (there are none) */
     ts_client_free(a);
     fj_stop(ts);
 }

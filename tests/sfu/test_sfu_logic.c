@@ -215,6 +215,15 @@ static const char *fj_expect_event(ts_server *ts, ts_client *c, const char *type
     return e;
 }
 
+/* The next media event must be a `custom` one of this type for this connection; returns it. */
+static const char *fj_expect_custom(ts_server *ts, ts_client *c, const char *type, const char *connection) {
+    const char *e = fj_expect_event(ts, c, "custom");
+    if (!e) return NULL;
+    CHECK_EQ_STR(fj_get(e, "data.type"), type);
+    CHECK_EQ_STR(fj_get(e, "data.data.connection"), connection);
+    return e;
+}
+
 /* 1 when the page gets nothing for a while. */
 static int fj_page_quiet(ts_server *ts, ts_client *c) {
     ts_frame f;
@@ -268,10 +277,8 @@ static void fj_publish(ts_server *ts, ts_client *c, const char *room, int s, int
                      "\"plugindata\":{\"plugin\":\"janus.plugin.videoroom\",\"data\":{\"videoroom\":\"event\",\"room\":77,"
                      "\"configured\":\"ok\",\"streams\":[{\"type\":\"audio\",\"mindex\":0,\"mid\":\"0\"},"
                      "{\"type\":\"video\",\"mindex\":1,\"mid\":\"1\"}]}},\"jsep\":{\"type\":\"answer\",\"sdp\":\"v=0 answer\"}}", s, h);
-    e = fj_expect_event(ts, c, "custom");
+    e = fj_expect_custom(ts, c, "sdpAnswer", "publish");
     if (!e) return;
-    CHECK_EQ_STR(fj_get(e, "data.type"), "sdpAnswer");
-    CHECK_EQ_STR(fj_get(e, "data.data.connection"), "publish");
     CHECK_EQ_STR(fj_get(e, "data.data.sdp"), "v=0 answer");
     fj_answer(ts, NULL, "{\"janus\":\"webrtcup\",\"session_id\":%d,\"sender\":%d}", s, h);
 }
@@ -322,10 +329,8 @@ TEST(sfu, two_peers_publish_and_subscribe_through_janus) {
                      "\"streams\":[{\"type\":\"audio\",\"active\":true,\"mindex\":0,\"mid\":\"0\",\"feed_id\":501,\"feed_mid\":\"0\"},"
                      "{\"type\":\"video\",\"active\":true,\"mindex\":1,\"mid\":\"1\",\"feed_id\":501,\"feed_mid\":\"1\"}]}},"
                      "\"jsep\":{\"type\":\"offer\",\"sdp\":\"v=0 subscriber offer\"}}");
-    e = fj_expect_event(ts, b, "custom");
+    e = fj_expect_custom(ts, b, "sdpOffer", "subscribe");
     REQUIRE(e);
-    CHECK_EQ_STR(fj_get(e, "data.type"), "sdpOffer");
-    CHECK_EQ_STR(fj_get(e, "data.data.connection"), "subscribe");
     CHECK_EQ_STR(fj_get(e, "data.data.sdp"), "v=0 subscriber offer");
     snprintf(expected, sizeof expected, "{\"0\":\"%s:0\",\"1\":\"%s:1\"}", a_id, a_id);
     CHECK_EQ_STR(fj_get(e, "data.data.midToTrackId"), expected);
@@ -356,13 +361,11 @@ TEST(sfu, two_peers_publish_and_subscribe_through_janus) {
     /* Janus trickles a candidate on B's subscriber handle (with full_trickle), then ends them. */
     fj_answer(ts, NULL, "{\"janus\":\"trickle\",\"session_id\":20,\"sender\":22,"
                         "\"candidate\":{\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"candidate\":\"candidate:2 1 udp 9 10.0.0.2 20000 typ host\"}}");
-    e = fj_expect_event(ts, b, "custom");
+    e = fj_expect_custom(ts, b, "candidate", "subscribe");
     REQUIRE(e);
-    CHECK_EQ_STR(fj_get(e, "data.type"), "candidate");
-    CHECK_EQ_STR(fj_get(e, "data.data.connection"), "subscribe");
     CHECK_EQ_STR(fj_get(e, "data.data.candidate.candidate"), "candidate:2 1 udp 9 10.0.0.2 20000 typ host");
     fj_answer(ts, NULL, "{\"janus\":\"trickle\",\"session_id\":20,\"sender\":22,\"candidate\":{\"completed\":true}}");
-    e = fj_expect_event(ts, b, "custom");
+    e = fj_expect_custom(ts, b, "candidate", "subscribe");
     REQUIRE(e);
     CHECK_EQ_STR(fj_get(e, "data.data.candidate"), "null");
     CHECK(fj_page_quiet(ts, a));

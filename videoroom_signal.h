@@ -123,6 +123,13 @@
      auth token sent as "base64url.bearer.phx.<token>" in Sec-WebSocket-Protocol), then the RFC
      6455 checks. The server answers the "phoenix" subprotocol when it is offered. A hook that
      answers with vrs_http_respond refuses the socket with that response instead of the 403.
+   - A socket whose URL names a room (`room` query parameter, as phoenix.js sends
+     `new Socket("/socket", {params: {room}})`) may join only "room:<that id>": a join for
+     another room gets the error "this socket may join only the room named in its URL", so that a
+     balancer hashing the parameter never splits a room across servers. A `room` that is empty,
+     malformed or longer than max_room_id_size refuses the socket (403). Sockets without it join
+     any room. (The socket keeps the id's length and a 32-bit hash: this keeps rooms together,
+     it is no access control, since a client chooses its own URL.)
    - Heartbeats are answered; a join on "room:<id>" finds or creates room <id>, gives the
      channel a fresh peer id (a UUID v4 from /dev/urandom) and replies ok, or an error:
      "failed to start room" (room table full), "room is full", "invalid room id" (empty, longer
@@ -160,6 +167,17 @@
    → {"type":"custom","from":ID,"data":X} to one peer, or to every other peer without "to".
    Anything else gets {"type":"error","data":{"message":...}} to its sender alone. A peer can
    only ever reach peers of its own room. Browsers use it to set up peer-to-peer calls.
+
+   BEHIND A LOAD BALANCER
+   ----------------------
+   Rooms are independent, so several servers scale out and survive one another's loss when a
+   balancer sends every peer of a room to the same server: HAProxy with `balance url_param
+   room` and `hash-type consistent` (examples/cluster). vrs_get_stats gives the counters a
+   metrics endpoint needs (examples/demo_server.c serves /metrics in Prometheus's format and
+   /health). For a restart, vrs_drain makes every new socket an HTTP 503 while on_http still
+   answers (a health check says 503, the balancer stops sending clients), then
+   vrs_close_all(server, 1012, "service restart") sends every client away; phoenix.js
+   reconnects and the balancer takes it to the server that now owns its room.
 
    MEMORY
    ------
@@ -284,6 +302,8 @@ typedef enum vrs_log_level {
     X(ORIGIN_REFUSED, INFO, "Origin not allowed: socket refused with 403")                        \
     X(VSN_REFUSED, INFO, "unsupported Phoenix serializer version: socket refused with 403")       \
     X(CONNECT_REFUSED, INFO, "the connect hook refused the socket: 403")                         \
+    X(ROOM_PARAM_REFUSED, INFO, "room parameter not a valid room id: socket refused with 403")  \
+    X(DRAINING_REFUSED, INFO, "draining: new socket answered 503")                               \
     X(BAD_MESSAGE, INFO, "undecodable Phoenix message: closing with 1007")                       \
     X(PEER_JOINED, INFO, "peer joined a room")                                                    \
     X(PEER_LEFT, INFO, "peer left its room")                                                      \
@@ -537,6 +557,31 @@ VRS_API int vrs_conn_is_open(vrs_server *server, vrs_conn conn);
 /* The port the server listens on (useful with VRS_PORT_ANY). */
 VRS_API int vrs_port(const vrs_server *server);
 
+/* Why a Phoenix join was refused: X(name, the reason its error reply gives). */
+#define VRS_JOIN_FAILURES(X)                                                                     \
+    X(UNMATCHED_TOPIC, "unmatched topic")                                                        \
+    X(REF_TOO_LONG, "join_ref too long")                                                         \
+    X(INVALID_ROOM_ID, "invalid room id")                                                        \
+    X(OTHER_ROOM, "this socket may join only the room named in its URL")                         \
+    X(TOO_MANY_CHANNELS, "too many channels joined")                                             \
+    X(SERVER_FULL, "server is full")                                                             \
+    X(START_FAILED, "failed to start room")                                                      \
+    X(ROOM_FULL, "room is full")
+
+typedef enum vrs_join_failure {
+#define VRS__JOIN_FAILURE_ENUM(name, reason) VRS_JOIN_FAILURE_##name,
+    VRS_JOIN_FAILURES(VRS__JOIN_FAILURE_ENUM)
+#undef VRS__JOIN_FAILURE_ENUM
+    VRS_JOIN_FAILURE_COUNT
+} vrs_join_failure;
+
+/* The reason text of the error reply ("room is full"). */
+VRS_API const char *vrs_join_failure_reason(vrs_join_failure failure);
+
+#define VRS_STATS_CLOSE_CODES 16 /* closes_by_code counts codes 1000 to 1015 one by one */
+
+/* Gauges (now) and counters (since vrs_create). Nothing is allocated: a host can read them
+   for every metrics scrape. */
 typedef struct vrs_stats {
     int connections;        /* accepted sockets in any state */
     int open_connections;   /* WebSocket connections open (on_open seen, on_close not yet) */
@@ -544,8 +589,39 @@ typedef struct vrs_stats {
     int pool_blocks_used;
     uint64_t messages_received;
     uint64_t messages_sent;
+    int phoenix_sockets;    /* open Phoenix sockets (a subset of open_connections) */
+    int channels;           /* joined channels: the room logic's peers */
+    int relay_peers;        /* channels that joined the relay (sent its "join") */
+    int rooms;
+    int draining;           /* 1 after vrs_drain */
+    uint64_t connections_accepted;  /* sockets accepted (refused ones included) */
+    uint64_t connections_refused;   /* answered 503 or dropped: table full, or draining */
+    uint64_t bytes_received;        /* from clients' sockets: request heads and frames */
+    uint64_t bytes_sent;
+    uint64_t slow_consumers_closed; /* closed with 1013: send queue full or pool exhausted */
+    /* WebSocket connections ended, by the code on_close reports ([code - 1000]; the rest,
+       3000-4999 for instance, in closes_other_code): 1002, 1007 and 1009 are protocol errors
+       the server closed on, 1001 idle timeouts and shutdowns, 1006 connections that ended
+       without a close frame, 1012 vrs_close_all(..., 1012, ...), 1013 slow consumers. */
+    uint64_t closes_by_code[VRS_STATS_CLOSE_CODES];
+    uint64_t closes_other_code;
+    /* How often each log item happened, whether or not the logger printed it: handshake
+       failures by reason are log_counts[VRS_LOG_BAD_UPGRADE], [VRS_LOG_ORIGIN_REFUSED] and the
+       others that answer a request with an error status. */
+    uint64_t log_counts[VRS_LOG_ITEM_COUNT];
+    uint64_t join_failures[VRS_JOIN_FAILURE_COUNT]; /* refused joins by reason */
 } vrs_stats;
 VRS_API vrs_stats vrs_get_stats(const vrs_server *server);
+
+/* Draining, for restarts behind a load balancer. After vrs_drain the server takes no new
+   WebSocket or Phoenix socket: every upgrade request is answered 503 (with "Retry-After: 0",
+   logged as VRS_LOG_DRAINING_REFUSED), while plain HTTP requests still reach on_http (so that
+   a health check can be answered 503 and the last metrics read) and open connections carry
+   on. vrs_close_all then starts the close handshake with `code` (1012, service restart, tells
+   clients to come back at once) on every open WebSocket; on_close follows for each. It can be
+   called without vrs_drain (open sockets are closed, new ones still accepted). */
+VRS_API void vrs_drain(vrs_server *server);
+VRS_API vrs_result vrs_close_all(vrs_server *server, int code, const char *reason);
 
 /* Rooms and peers, for the host's room logic. Every data argument is the JSON text of D; it is
    checked, and sent to the client as the push `mediaEvent` with payload {"data": D}. */
@@ -843,6 +919,16 @@ static const char *vrs__log_item_text(vrs_log_item item) {
     case VRS_LOG_ITEM_COUNT: break;
     }
     return "";
+}
+
+VRS_API const char *vrs_join_failure_reason(vrs_join_failure failure) {
+    switch (failure) {
+#define VRS__JOIN_FAILURE_REASON(name, reason) case VRS_JOIN_FAILURE_##name: return reason;
+        VRS_JOIN_FAILURES(VRS__JOIN_FAILURE_REASON)
+#undef VRS__JOIN_FAILURE_REASON
+    case VRS_JOIN_FAILURE_COUNT: break;
+    }
+    return "join refused";
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2686,6 +2772,8 @@ typedef struct vrs__conn {
     uint8_t phoenix;         /* a Phoenix socket: messages go to its channels */
     uint8_t vsn;             /* its serializer: 1 (objects) or 2 (arrays, binary) */
     uint32_t channel_count;  /* as wide as max_channels_per_socket can be */
+    uint16_t url_room_length; /* a Phoenix socket whose URL named a room: its id's length */
+    uint32_t url_room_hash;   /* and hash; it may join only that room (0 length: any room) */
     uint32_t first_channel;  /* its channels, linked through next_in_conn */
     uint32_t active_position;
     uint32_t next_dirty;
@@ -2723,7 +2811,12 @@ struct vrs_server {
     int64_t next_timer_ms;       /* no deadline falls before this */
     int64_t accept_paused_until_ms;
     int websocket_count;
+    int draining;                /* vrs_drain: upgrades are answered 503 */
     uint64_t messages_received, messages_sent;
+    uint64_t connections_accepted, bytes_received, bytes_sent;
+    uint64_t closes_by_code[VRS_STATS_CLOSE_CODES], closes_other_code;
+    uint64_t log_counts[VRS_LOG_ITEM_COUNT];
+    uint64_t join_failures[VRS_JOIN_FAILURE_COUNT];
     /* Phoenix channels and rooms */
     struct vrs__channel *channels;   /* max_channels */
     uint32_t *free_channels;
@@ -2778,6 +2871,7 @@ static void vrs__log_to(const vrs_logger *logger, vrs_log_item item, const char 
 }
 
 static void vrs__log(vrs_server *server, vrs_log_item item, const char *detail) {
+    server->log_counts[item]++;
     vrs__log_to(&server->desc.logger, item, detail);
 }
 
@@ -3078,6 +3172,7 @@ static void vrs__flush(vrs_server *server, vrs__conn *conn) {
             return;
         }
         vrs__chain_consume(&server->pool, &conn->outbound, (size_t)written);
+        server->bytes_sent += (uint64_t)written;
     }
     if (conn->want_write) vrs__set_want_write(server, conn, 0);
     if (conn->state == VRS__DRAINING && !conn->shutdown_sent && !conn->dead) {
@@ -3390,11 +3485,17 @@ static void vrs__handle_request(vrs_server *server, vrs__conn *conn, vrs_request
         vrs__respond_error(server, conn, 400, NULL);
         return;
     }
+    upgrade = vrs__check_upgrade(request);
+    if (server->draining && (upgrade != VRS__NOT_AN_UPGRADE ||
+                             (!server->desc.disable_phoenix && vrs__is_socket_path(server, request->path)))) {
+        vrs__log(server, VRS_LOG_DRAINING_REFUSED, conn->remote_address);
+        vrs__respond_error(server, conn, 503, "Retry-After: 0\r\n");
+        return;
+    }
     if (!server->desc.disable_phoenix && vrs__is_socket_path(server, request->path)) {
         vrs__phoenix_handshake(server, conn, request);
         return;
     }
-    upgrade = vrs__check_upgrade(request);
     /* with the Phoenix socket on, other paths are plain HTTP unless the host takes WebSockets */
     if (upgrade == VRS__NOT_AN_UPGRADE || (!server->desc.disable_phoenix && !server->desc.on_message)) {
         if (server->desc.on_http)
@@ -3491,6 +3592,7 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         vrs__kill(server, conn, conn->state == VRS__CLOSING ? (int)conn->close_code : (int)VRS__CLOSE_ABNORMAL);
         return;
     }
+    server->bytes_received += (uint64_t)got;
     switch (conn->state) {
     case VRS__READING_REQUEST: vrs__read_request(server, conn, server->read_buffer, (size_t)got); break;
     case VRS__OPEN:
@@ -3583,6 +3685,7 @@ static void vrs__accept(vrs_server *server) {
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        server->connections_accepted++;
         rejection = server->open_count >= server->desc.max_connections;
         /* free_slot_count is 0 only when retired slots (see VRS__GENERATION_LIMIT) took the last */
         if ((rejection && server->rejection_count >= VRS_REJECT_SLOTS) || server->free_slot_count == 0) {
@@ -3633,6 +3736,10 @@ static void vrs__attend(vrs_server *server) {
                 conn->close_owed = 0;
                 conn->announced = 0;
                 server->websocket_count--;
+                if (conn->close_code >= 1000 && conn->close_code < 1000 + VRS_STATS_CLOSE_CODES)
+                    server->closes_by_code[conn->close_code - 1000]++;
+                else
+                    server->closes_other_code++;
                 vrs__log(server, VRS_LOG_CONNECTION_CLOSED, conn->remote_address);
                 if (server->desc.on_close)
                     server->desc.on_close(server, vrs__handle(server, conn), conn->close_code,
@@ -4232,6 +4339,19 @@ static int vrs__copy_ref(char *out, uint8_t *out_length, vrs__json_slice ref) {
     return 1;
 }
 
+static void vrs__refuse_join(vrs_server *server, vrs__conn *conn, vrs__json_slice join_ref, const vrs__message *m,
+                             vrs_join_failure failure) {
+    server->join_failures[failure]++;
+    vrs__reply_error(server, conn, join_ref, m, vrs_join_failure_reason(failure));
+}
+
+/* A socket whose URL named a room joins that room alone, so that a balancer hashing the URL's
+   room keeps every peer of a room on one server. */
+static int vrs__room_allowed(const vrs__conn *conn, const char *room_id, size_t length) {
+    return conn->url_room_length == 0 ||
+           (conn->url_room_length == length && conn->url_room_hash == vrs__hash(room_id, length));
+}
+
 static void vrs__join(vrs_server *server, vrs__conn *conn, const vrs__message *m) {
     vrs__channel *old = vrs__channel_for_topic(server, conn, m), *channel;
     char old_join_ref[VRS__REF_MAX];
@@ -4242,7 +4362,11 @@ static void vrs__join(vrs_server *server, vrs__conn *conn, const vrs__message *m
     int displaced = old != NULL;
     if (m->topic_length < 0 ? (m->topic_json.length < 7 || memcmp(m->topic_json.start, "\"room:", 6) != 0)
                             : (m->topic_length < 5 || memcmp(m->topic, "room:", 5) != 0)) {
-        vrs__reply_error(server, conn, vrs__slice("null", 4), m, "unmatched topic");
+        vrs__refuse_join(server, conn, vrs__slice("null", 4), m, VRS_JOIN_FAILURE_UNMATCHED_TOPIC);
+        return;
+    }
+    if (m->topic_length >= 0 && !vrs__room_allowed(conn, room_id, room_id_length)) {
+        vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_OTHER_ROOM);
         return;
     }
     if (displaced) {
@@ -4252,27 +4376,27 @@ static void vrs__join(vrs_server *server, vrs__conn *conn, const vrs__message *m
         vrs__channel_remove(server, old);
     }
     if (m->join_ref.length > VRS__REF_MAX || (vrs__json_is_null(m->join_ref) && m->ref.length > VRS__REF_MAX)) {
-        vrs__reply_error(server, conn, m->join_ref, m, "join_ref too long");
+        vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_REF_TOO_LONG);
     } else if (m->topic_length < 0 || !vrs__room_id_is_valid(server, room_id, room_id_length)) {
-        vrs__reply_error(server, conn, m->join_ref, m, "invalid room id");
+        vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_INVALID_ROOM_ID);
     } else if (conn->channel_count >= (uint32_t)server->desc.max_channels_per_socket) {
-        vrs__reply_error(server, conn, m->join_ref, m, "too many channels joined");
+        vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_TOO_MANY_CHANNELS);
     } else if (server->free_channel_count == 0) {
         vrs__log(server, VRS_LOG_CHANNEL_TABLE_FULL, conn->remote_address);
-        vrs__reply_error(server, conn, m->join_ref, m, "server is full");
+        vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_SERVER_FULL);
     } else {
         room = vrs__room_find(server, room_id, room_id_length);
         if (room == VRS__NONE) room = vrs__room_create(server, room_id, room_id_length);
         if (room == VRS__NONE) {
             vrs__log(server, VRS_LOG_ROOM_TABLE_FULL, conn->remote_address);
-            vrs__reply_error(server, conn, m->join_ref, m, "failed to start room");
+            vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_START_FAILED);
         } else if (server->rooms[room].peer_count >= server->desc.max_peers_per_room) {
-            vrs__reply_error(server, conn, m->join_ref, m, "room is full");
+            vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_ROOM_FULL);
         } else {
             char peer_id[37];
             if (!vrs__make_peer_id(server, peer_id)) {
                 if (server->rooms[room].peer_count == 0) vrs__room_destroy(server, room);
-                vrs__reply_error(server, conn, m->join_ref, m, "failed to start room");
+                vrs__refuse_join(server, conn, m->join_ref, m, VRS_JOIN_FAILURE_START_FAILED);
             } else {
                 index = server->free_channels[--server->free_channel_count];
                 channel = &server->channels[index];
@@ -4425,9 +4549,9 @@ static long vrs__auth_token(const vrs_request *request, char *out, size_t capaci
 /* The socket's upgrade request, checked in Phoenix's order: method, origin, vsn, the host's
    connect hook, then the RFC 6455 checks. */
 static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vrs_request *request) {
-    char vsn[16], token[1024];
+    char vsn[16], token[1024], room[1024];
     long token_length;
-    int major = 1, vsn_length;
+    int major = 1, vsn_length, room_length;
     vrs__upgrade_check upgrade;
     if (!vrs_span_equals(request->method, "GET")) {
         vrs__log(server, VRS_LOG_BAD_UPGRADE, conn->remote_address);
@@ -4443,6 +4567,12 @@ static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vr
     if (vsn_length != -1) major = vsn_length > 0 ? vrs__vsn_major(vsn) : 0; /* absent: V1 */
     if (major == 0) {
         vrs__log(server, VRS_LOG_VSN_REFUSED, conn->remote_address);
+        vrs__respond_error(server, conn, 403, NULL);
+        return;
+    }
+    room_length = vrs_request_query(request, "room", room, sizeof room);
+    if (room_length == 0 || room_length < -1 || room_length > server->desc.max_room_id_size) {
+        vrs__log(server, VRS_LOG_ROOM_PARAM_REFUSED, conn->remote_address);
         vrs__respond_error(server, conn, 403, NULL);
         return;
     }
@@ -4472,6 +4602,10 @@ static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vr
     }
     conn->phoenix = 1;
     conn->vsn = (uint8_t)major;
+    if (room_length > 0) {
+        conn->url_room_length = (uint16_t)room_length;
+        conn->url_room_hash = vrs__hash(room, (size_t)room_length);
+    }
     conn->first_channel = VRS__NONE;
     vrs__open_websocket(server, conn, request,
                         vrs_request_offers_subprotocol(request, "phoenix") ? "phoenix" : NULL);
@@ -5740,6 +5874,7 @@ VRS_API int vrs_port(const vrs_server *server) { return server->port; }
 
 VRS_API vrs_stats vrs_get_stats(const vrs_server *server) {
     vrs_stats stats;
+    uint32_t i;
     VRS_MEMSET(&stats, 0, sizeof stats);
     stats.connections = (int)server->active_count;
     stats.open_connections = server->websocket_count;
@@ -5747,7 +5882,45 @@ VRS_API vrs_stats vrs_get_stats(const vrs_server *server) {
     stats.pool_blocks_used = (int)(server->pool.block_count - server->pool.free_count);
     stats.messages_received = server->messages_received;
     stats.messages_sent = server->messages_sent;
+    /* the gauges that no step needs are counted here, once per call */
+    for (i = 0; i < server->active_count; i++) {
+        const vrs__conn *conn = &server->conns[server->active[i]];
+        if (conn->phoenix && conn->announced) stats.phoenix_sockets++;
+    }
+    for (i = 0; i < (uint32_t)server->desc.max_channels; i++)
+        if (server->channels[i].in_use && server->channels[i].relay_joined) stats.relay_peers++;
+    stats.channels = server->channel_count;
+    stats.rooms = server->room_count;
+    stats.draining = server->draining;
+    stats.connections_accepted = server->connections_accepted;
+    stats.connections_refused =
+        server->log_counts[VRS_LOG_CONNECTIONS_FULL] + server->log_counts[VRS_LOG_DRAINING_REFUSED];
+    stats.bytes_received = server->bytes_received;
+    stats.bytes_sent = server->bytes_sent;
+    stats.slow_consumers_closed =
+        server->log_counts[VRS_LOG_SLOW_CONSUMER] + server->log_counts[VRS_LOG_POOL_EXHAUSTED];
+    VRS_MEMCPY(stats.closes_by_code, server->closes_by_code, sizeof stats.closes_by_code);
+    stats.closes_other_code = server->closes_other_code;
+    VRS_MEMCPY(stats.log_counts, server->log_counts, sizeof stats.log_counts);
+    VRS_MEMCPY(stats.join_failures, server->join_failures, sizeof stats.join_failures);
     return stats;
+}
+
+VRS_API void vrs_drain(vrs_server *server) {
+    if (server) server->draining = 1;
+}
+
+VRS_API vrs_result vrs_close_all(vrs_server *server, int code, const char *reason) {
+    uint32_t i;
+    if (!server) return VRS_ERROR_INVALID_ARGUMENT;
+    if (!vrs__close_code_is_valid(code) || (reason && strlen(reason) > 123)) return VRS_ERROR_INVALID_ARGUMENT;
+    server->now_ms = vrs__clock_ms();
+    for (i = 0; i < server->active_count; i++) {
+        vrs__conn *conn = &server->conns[server->active[i]];
+        if (conn->state == VRS__OPEN && !conn->dead) vrs__start_close(server, conn, code, reason);
+    }
+    vrs__flush_dirty(server); /* the close frames go now, not after the next wait */
+    return VRS_OK;
 }
 
 #endif /* VRS__IMPLEMENTED */

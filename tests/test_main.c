@@ -13,5 +13,6 @@
 #include "test_hardening.c"
 #include "test_faults.c"
 #include "test_fuzz_regressions.c"
+#include "test_cluster.c"
 
 int main(int argc, char **argv) { return vrs_test_main(argc, argv); }

@@ -21,12 +21,12 @@ test("after the server restarts, clients reconnect, rejoin and relay again", () 
     const closeCodes = [];
     alice.socket.onClose((event) => closeCodes.push(event.code));
 
-    // the server goes away (SIGTERM: it says 1001 to everyone, exits 0, no sanitizer report)
-    // and comes back on the same port
+    // the server goes away (SIGTERM: it drains, says 1012 "service restart" to everyone, exits 0,
+    // no sanitizer report) and comes back on the same port
     await env.restartServer();
     await joinedTimes(alice, 2);
     await joinedTimes(bob, 2);
-    assert.equal(closeCodes[0], 1001, "the server said it was going away");
+    assert.equal(closeCodes[0], 1012, "the server said it was restarting");
     assert.ok(alice.socket.isConnected() && bob.socket.isConnected());
     assert.equal(alice.channel.state, "joined");
     assert.equal(bob.channel.state, "joined");

@@ -140,11 +140,14 @@ class Session {
       onStateChange: (peerId, state) => ui.setTileStatus(peerId, state),
     });
 
+    // The room in the socket's URL lets a balancer send every peer of the room to one server.
     this.socket = new Socket(socketEndpoint(), {
+      params: { room: this.room },
       logger: (kind, message, data) => console.debug(`[${kind}] ${message}`, data ?? ''),
     });
-    this.socket.onClose(() => {
-      if (this.ended) return;
+    this.socket.onClose(({ code }) => {
+      // 1012: the server is restarting; the reconnect lands on another one, nothing to report.
+      if (this.ended || code === 1012) return;
       ui.setConnection(this.everJoined
         ? 'Connection to the server lost — reconnecting…'
         : 'Cannot reach the server — reconnecting…');

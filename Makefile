@@ -41,7 +41,7 @@ build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
 test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke static-files-test \
-      demo-hardening-test sfu-test browser-sfu-test
+      demo-hardening-test sfu-test browser-sfu-test cluster-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -234,3 +234,21 @@ build/%_host_sanitized: tests/e2e/hosts/%_host.c $(HEADER) | build
 build/readme_room_logic_sanitized: README.md tests/extract_examples.sh $(HEADER) | build
 	sh tests/extract_examples.sh build/examples
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) build/examples/readme_room-logic-example.c -o $@
+
+# ---- cluster -------------------------------------------------------------------------------
+# Several demo servers behind HAProxy, rooms sharded by the socket URL's room
+# (examples/cluster). `make cluster`: three servers on 127.0.0.1:4001-4003 and HAProxy on
+# 127.0.0.1:8000 (CLUSTER_PORT, CLUSTER_BASE_PORT move them); Ctrl-C stops them all.
+# `make cluster-test`: 30 Phoenix clients in 10 rooms through HAProxy; one server killed, one
+# drained; /metrics checked with promtool (tests/cluster). About 10 s.
+.PHONY: cluster cluster-test
+
+cluster: build/demo_server
+	bash examples/cluster/run.sh 3
+
+cluster-test: build/demo_server_sanitized
+	@if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
+	    echo "cluster-test: SKIPPED: HAProxy is not installed (Debian: haproxy)"; exit 0; fi; \
+	if ! command -v node >/dev/null 2>&1; then echo "cluster-test: node not found"; exit 1; fi; \
+	if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi; \
+	cd tests/cluster && PATH="$$PATH:/usr/sbin" DEMO_SERVER=../../build/demo_server_sanitized node --test

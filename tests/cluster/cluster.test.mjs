@@ -1,0 +1,288 @@
+// Three demo servers behind HAProxy with examples/cluster/haproxy.cfg as written (only the
+// addresses, which it takes from the environment, are this test's loopback ports). Thirty
+// official Phoenix clients (npm `phoenix` over `ws`) in ten rooms, each naming its room in the
+// socket URL:
+//   - each room's peers see each other, and the rooms are spread over at least two servers;
+//   - kill -9 one server: within 10 s each of its clients is back in its room with the same
+//     room-mates (relay join / peerAccepted), and no client of another server reconnected;
+//   - SIGTERM another: /health says 503 while it drains, its clients are closed with 1012 and
+//     move without any error reply, it exits 0 (no sanitizer report), the others never notice;
+//   - a join for a room other than the socket's gets the error;
+//   - the survivor's /metrics passes `promtool check metrics` and its figures match the test.
+// Without HAProxy (or promtool, for the last check) the test says so and skips.
+//
+// Run: make cluster-test (uses tests/e2e's node_modules: phoenix, ws).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  WAIT_MS,
+  delay,
+  disconnect,
+  freePort,
+  makeSocket,
+  parseRelay,
+  sendRelay,
+  startServer,
+  stopServer,
+  waitUntil,
+  withTimeout,
+} from "../e2e/helpers.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const HAPROXY_CONFIG = path.resolve(here, "../../examples/cluster/haproxy.cfg");
+const HAPROXY = process.env.HAPROXY || "haproxy";
+const ROOM_COUNT = 10;
+const PEERS_PER_ROOM = 3;
+const FAILOVER_MS = 10000;
+const DRAIN_SECONDS = 2;
+const ROOM_ONLY = "this socket may join only the room named in its URL";
+
+const has = (command) => spawnSync("sh", ["-c", `command -v ${command}`]).status === 0;
+const haproxyMissing = !has(HAPROXY);
+const promtoolMissing = !has("promtool");
+if (haproxyMissing) console.log("SKIPPED: HAProxy is not installed (Debian: haproxy), so the cluster test did not run.");
+
+/** HAProxy in the foreground with the example configuration, on `port`, in front of `servers`. */
+async function startHaproxy(port, servers) {
+  const env = { ...process.env, VRS_LISTEN: `127.0.0.1:${port}` };
+  servers.forEach((server, i) => (env[`VRS_${i + 1}`] = `127.0.0.1:${server.port}`));
+  const child = spawn(HAPROXY, ["-db", "-f", HAPROXY_CONFIG], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const proxy = { port, child, output: "", exit: null };
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.setEncoding("utf8");
+    stream.on("data", (text) => (proxy.output += text));
+  }
+  proxy.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve((proxy.exit = { code, signal }))));
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    if (proxy.exit) throw new Error(`haproxy exited: ${JSON.stringify(proxy.exit)}\n${proxy.output}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/health`)).status === 200) return proxy;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`haproxy did not answer within 10 s\n${proxy.output}`);
+    await delay(50);
+  }
+}
+
+/** One client: a socket naming its room, its channel on that room, and what it has seen. */
+class Member {
+  constructor(name, room, port) {
+    this.name = name;
+    this.room = room;
+    this.id = null; // the relay peer id of its latest join
+    this.mates = new Set(); // the peers its relay events say are in the room with it
+    this.accepts = 0; // peerAccepted events
+    this.opens = 0;
+    this.closeCodes = [];
+    this.joinOks = 0;
+    this.errorReplies = [];
+    this.socket = makeSocket(port, { params: { room } });
+    this.socket.onOpen(() => this.opens++);
+    this.socket.onClose((event) => this.closeCodes.push(event.code));
+    this.channel = this.socket.channel(`room:${room}`, {});
+    this.channel.on("mediaEvent", (payload) => this.see(parseRelay(payload)));
+  }
+
+  see(event) {
+    if (event.type === "peerAccepted") {
+      this.id = event.data.id;
+      this.mates = new Set(event.data.peersInRoom.map((peer) => peer.id));
+      this.accepts++;
+    } else if (event.type === "peerJoined") {
+      this.mates.add(event.data.peer.id);
+    } else if (event.type === "peerLeft") {
+      this.mates.delete(event.data.peerId);
+    }
+  }
+
+  /** Connects and joins; every (re)join is followed by the relay join, as the demo page does. */
+  start() {
+    this.socket.connect();
+    this.channel
+      .join(WAIT_MS)
+      .receive("ok", () => {
+        this.joinOks++;
+        sendRelay(this.channel, { type: "join", data: { metadata: { name: this.name } } });
+      })
+      .receive("error", (response) => this.errorReplies.push(response));
+  }
+
+  get reconnected() {
+    return this.opens > 1 || this.closeCodes.length > 0 || this.joinOks > 1;
+  }
+}
+
+/** The index of the server whose log shows `peerId` joining, or -1. */
+function serverOf(servers, peerId) {
+  return peerId ? servers.findIndex((server) => server.stderr.includes(`peer ${peerId},`)) : -1;
+}
+
+/** A room is whole when every member's view holds exactly the others' current ids, all on one server. */
+function roomIsWhole(servers, members) {
+  const where = new Set(members.map((member) => serverOf(servers, member.id)));
+  return (
+    where.size === 1 &&
+    !where.has(-1) &&
+    members.every((member) => {
+      const others = members.filter((other) => other !== member).map((other) => other.id);
+      return member.mates.size === others.length && others.every((id) => member.mates.has(id));
+    })
+  );
+}
+
+function describeRooms(servers, rooms) {
+  return [...rooms]
+    .map(([room, members]) => `${room}: ` + members.map((m) => `${m.name}@${serverOf(servers, m.id)}(${m.mates.size})`).join(" "))
+    .join("\n");
+}
+
+async function metricsOf(server) {
+  const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type"), /^text\/plain; version=0\.0\.4/);
+  return response.text();
+}
+
+/** The value of one sample in the Prometheus text format (`name` or `name{labels}`). */
+function sample(text, series) {
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  assert.ok(line, `/metrics has ${series}`);
+  return Number(line.slice(series.length + 1));
+}
+
+test("rooms sharded over three servers survive a crash and a drain", { skip: haproxyMissing, timeout: 90000 }, async () => {
+  const servers = [];
+  const members = [];
+  let proxy = null;
+  try {
+    for (let i = 0; i < 3; i++) servers.push(await startServer(["--drain-seconds", String(DRAIN_SECONDS)]));
+    proxy = await startHaproxy(await freePort(), servers);
+
+    // 30 clients in 10 rooms: every room's peers see each other
+    const rooms = new Map();
+    for (let r = 0; r < ROOM_COUNT; r++) {
+      const room = `room-${r}`;
+      rooms.set(room, []);
+      for (let p = 0; p < PEERS_PER_ROOM; p++) {
+        const member = new Member(`${room}/${p}`, room, proxy.port);
+        rooms.get(room).push(member);
+        members.push(member);
+      }
+    }
+    members.forEach((member) => member.start());
+    const allWhole = () => [...rooms.values()].every((list) => roomIsWhole(servers, list));
+    await waitUntil(allWhole, 10000, "every room formed").catch((error) => {
+      throw new Error(`${error.message}\n${describeRooms(servers, rooms)}`);
+    });
+    const roomServer = (room) => serverOf(servers, rooms.get(room)[0].id);
+    const used = new Set([...rooms.keys()].map(roomServer));
+    assert.ok(used.size >= 2, `rooms spread over ${used.size} server(s)`);
+
+    // kill -9 the server holding the most rooms
+    const count = (i) => [...rooms.keys()].filter((room) => roomServer(room) === i).length;
+    const victim = [0, 1, 2].sort((a, b) => count(b) - count(a))[0];
+    const moved = members.filter((member) => serverOf(servers, member.id) === victim);
+    const stayed = members.filter((member) => !moved.includes(member));
+    assert.ok(moved.length > 0);
+    const killedAt = Date.now();
+    servers[victim].child.kill("SIGKILL");
+    await servers[victim].exited;
+    await waitUntil(
+      () => allWhole() && moved.every((member) => member.accepts >= 2),
+      FAILOVER_MS,
+      `the ${moved.length} clients of the killed server back in their rooms`,
+    ).catch((error) => {
+      throw new Error(`${error.message}\n${describeRooms(servers, rooms)}\n${proxy.output}`);
+    });
+    console.log(`# failover after kill -9: ${Date.now() - killedAt} ms for ${moved.length} clients`);
+    for (const member of moved) assert.notEqual(serverOf(servers, member.id), victim);
+    for (const member of stayed) assert.ok(!member.reconnected, `${member.name} (another server) never reconnected`);
+
+    // SIGTERM the live server holding the most rooms now: it drains, then closes with 1012
+    const live = [0, 1, 2].filter((i) => i !== victim);
+    const drained = live.sort((a, b) => count(b) - count(a))[0];
+    const survivor = live.find((i) => i !== drained);
+    const leaving = members.filter((member) => serverOf(servers, member.id) === drained);
+    const staying = members.filter((member) => serverOf(servers, member.id) === survivor);
+    const opensBefore = new Map(staying.map((member) => [member, [member.opens, member.closeCodes.length, member.joinOks]]));
+    assert.ok(leaving.length > 0);
+    const acceptsBefore = new Map(leaving.map((member) => [member, member.accepts]));
+    const closesBefore = new Map(leaving.map((member) => [member, member.closeCodes.length]));
+    const drainedAt = Date.now();
+    const stopping = stopServer(servers[drained]);
+    let health = 0;
+    const healthDeadline = Date.now() + 1000;
+    while (health !== 503 && Date.now() < healthDeadline) {
+      health = (await fetch(`http://127.0.0.1:${servers[drained].port}/health`)).status;
+      if (health !== 503) await delay(20);
+    }
+    assert.equal(health, 503, "a draining server's /health says 503");
+    assert.equal(sample(await metricsOf(servers[drained]), "vrs_draining"), 1);
+    await waitUntil(
+      () => allWhole() && leaving.every((member) => member.accepts > acceptsBefore.get(member)),
+      DRAIN_SECONDS * 1000 + FAILOVER_MS,
+      `the ${leaving.length} clients of the drained server back in their rooms`,
+    ).catch((error) => {
+      throw new Error(`${error.message}\n${describeRooms(servers, rooms)}\n${proxy.output}`);
+    });
+    console.log(`# drain: ${leaving.length} clients moved ${Date.now() - drainedAt} ms after SIGTERM (grace ${DRAIN_SECONDS} s)`);
+    await stopping; // exit 0, no sanitizer report
+    for (const member of leaving) {
+      assert.equal(member.closeCodes[closesBefore.get(member)], 1012, `${member.name} was closed with 1012`);
+      assert.equal(serverOf(servers, member.id), survivor);
+    }
+    for (const member of staying) {
+      const now = [member.opens, member.closeCodes.length, member.joinOks];
+      assert.deepEqual(now, opensBefore.get(member), `${member.name} (on the survivor) did not reconnect`);
+    }
+    for (const member of members) assert.deepEqual(member.errorReplies, [], `${member.name} got no error reply`);
+
+    // a socket naming one room may not join another
+    const stray = makeSocket(proxy.port, { params: { room: "room-0" } });
+    stray.connect();
+    const refused = await withTimeout(
+      new Promise((resolve) => stray.channel("room:room-1", {}).join(WAIT_MS).receive("error", resolve)),
+      WAIT_MS,
+      "the join for another room refused",
+    );
+    assert.deepEqual(refused, { reason: ROOM_ONLY });
+
+    // the survivor's metrics: valid for Prometheus, and what this test did
+    const metrics = await metricsOf(servers[survivor]);
+    if (promtoolMissing) {
+      console.log("SKIPPED: promtool is not installed (Debian: prometheus): /metrics was not linted.");
+    } else {
+      const lint = spawnSync("promtool", ["check", "metrics"], { input: metrics, encoding: "utf8" });
+      assert.equal(lint.status, 0, `promtool check metrics:\n${lint.stdout}${lint.stderr}`);
+    }
+    assert.equal(sample(metrics, "vrs_rooms"), ROOM_COUNT);
+    assert.equal(sample(metrics, "vrs_channels"), members.length);
+    assert.equal(sample(metrics, "vrs_relay_peers"), members.length);
+    assert.equal(sample(metrics, "vrs_phoenix_sockets"), members.length + 1);
+    assert.equal(sample(metrics, "vrs_draining"), 0);
+    assert.equal(sample(metrics, `vrs_join_failures_total{reason="${ROOM_ONLY}"}`), 1);
+    assert.equal(sample(metrics, `vrs_join_failures_total{reason="room is full"}`), 0);
+    assert.equal(sample(metrics, "vrs_connections_refused_total"), 0);
+    for (const code of [1000, 1001, 1002, 1006, 1007, 1009, 1012, 1013])
+      assert.equal(sample(metrics, `vrs_websocket_closes_total{code="${code}"}`), 0, `no socket of the survivor closed (${code})`);
+    assert.ok(sample(metrics, "vrs_messages_received_total") >= members.length * 2, "joins and relay joins received");
+    assert.ok(sample(metrics, "vrs_received_bytes_total") > 0 && sample(metrics, "vrs_sent_bytes_total") > 0);
+    await Promise.all([stray, ...members.map((member) => member.socket)].map((socket) => disconnect(socket)));
+    await stopServer(servers[survivor]);
+  } finally {
+    await Promise.all(members.map((member) => disconnect(member.socket)));
+    if (proxy && !proxy.exit) {
+      proxy.child.kill("SIGTERM");
+      await withTimeout(proxy.exited, 5000, "haproxy exit").catch(() => proxy.child.kill("SIGKILL"));
+    }
+    for (const server of servers) {
+      if (!server.exit) server.child.kill("SIGKILL");
+      await server.exited;
+    }
+  }
+});

@@ -9,6 +9,11 @@
 // the one who left joins again from the form. A screenshot of a page with three participants is
 // saved to build/browser/three_participants.png.
 //
+// The cluster run: three demo servers behind HAProxy (examples/cluster/haproxy.cfg); two pages
+// in a call through it; the server holding their room is killed; they are in a call again, on
+// another server, within 15 s; that server is then restarted (SIGTERM: drain, close 1012) and
+// they move again without the page showing a notice. Without HAProxy it is skipped, saying so.
+//
 // Run: cd tests/browser && npm ci && node --test
 // Env: DEMO_SERVER = the demo server binary (default ../../build/demo_server); CHROMIUM = the
 // browser (default /usr/bin/chromium). The server and the pages use loopback only (the calls'
@@ -23,6 +28,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { installed, startHaproxy, stopHaproxy } from '../cluster/haproxy.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -285,5 +291,82 @@ test('three browsers call each other through the demo server', {
     for (const p of participants) fs.writeFileSync(path.join(LOG_DIR, `console_${p.name}.log`), p.log.join('\n') + '\n');
     await Promise.allSettled(participants.map(closeParticipant));
     await server.stop('SIGTERM');
+  }
+});
+
+// ---------- several servers behind HAProxy ----------
+
+const haproxyMissing = !installed('haproxy');
+if (haproxyMissing) console.log('SKIPPED: HAProxy is not installed, so the browser test\'s cluster run did not run.');
+
+test('two browsers in a call through HAProxy move to another server when theirs is killed', {
+  skip: chromiumMissing ? `Chromium is not installed (${CHROMIUM}); browser test skipped`
+    : haproxyMissing ? 'HAProxy is not installed; cluster run skipped' : false,
+  timeout: 6 * STEP_MS,
+}, async () => {
+  const servers = [];
+  const participants = [];
+  let proxy = null;
+  const room = 'cluster';
+  try {
+    for (let i = 0; i < 3; i++) {
+      const server = new DemoServer(await freePort());
+      servers.push(server);
+      await server.start();
+    }
+    const port = await freePort();
+    proxy = await startHaproxy(port, servers.map((server) => server.port));
+    for (const name of ['Alice', 'Bob']) participants.push(await openParticipant(`cluster-${name}`));
+    const [alice, bob] = participants;
+    await alice.page.goto(`http://127.0.0.1:${port}/?room=${room}&name=Alice`);
+    await bob.page.goto(`http://127.0.0.1:${port}/?room=${room}&name=Bob`);
+    const ids = await Promise.all([expectCallWith(alice, ['Bob']), expectCallWith(bob, ['Alice'])]);
+    const holding = () => servers.filter((server) => server.output.some((line) => line.includes(`room:${room},`)));
+    assert.equal(holding().length, 1, 'one server holds the room');
+    const [holder] = holding();
+
+    // the server holding the room dies: both pages are in a call again, on another server
+    const oldIds = new Set(ids.flatMap((set) => [...set]));
+    const killedAt = Date.now();
+    await holder.stop('SIGKILL');
+    await Promise.all([expectCallWith(alice, ['Bob'], oldIds), expectCallWith(bob, ['Alice'], oldIds)]);
+    const elapsed = Date.now() - killedAt;
+    console.log(`# in a call again ${elapsed} ms after the kill`);
+    assert.ok(elapsed <= 15000, `in a call again within 15 s (took ${elapsed} ms)`);
+    const holders = holding().filter((server) => server !== holder);
+    assert.equal(holders.length, 1, 'another server holds the room now');
+
+    // that server is restarted (SIGTERM: it drains, then closes with 1012): the pages move
+    // again, and show no notice while they do
+    for (const p of participants) {
+      await p.page.evaluate(() => {
+        const banner = document.getElementById('connection-banner');
+        window.bannerShown = [];
+        new MutationObserver(() => { if (!banner.hidden) window.bannerShown.push(banner.textContent); })
+          .observe(banner, { attributes: true, childList: true, characterData: true, subtree: true });
+      });
+    }
+    const movedIds = new Set(ids.flatMap((set) => [...set]));
+    const current = await Promise.all([expectCallWith(alice, ['Bob'], oldIds), expectCallWith(bob, ['Alice'], oldIds)]);
+    for (const set of current) for (const id of set) movedIds.add(id);
+    const drainedAt = Date.now();
+    const draining = holders[0].stop('SIGTERM');
+    await Promise.all([expectCallWith(alice, ['Bob'], movedIds), expectCallWith(bob, ['Alice'], movedIds)]);
+    console.log(`# in a call again ${Date.now() - drainedAt} ms after SIGTERM (3 s of drain)`);
+    await draining;
+    for (const p of participants) {
+      assert.deepEqual(await p.page.evaluate(() => window.bannerShown), [], `${p.name} showed no notice on 1012`);
+      assert.deepEqual(p.errors, [], `${p.name}: no uncaught errors in the page`);
+    }
+  } catch (err) {
+    err.message += `\n--- servers ---\n${servers.map((s) => s.log()).join('\n---\n')}` +
+      `\n--- haproxy ---\n${proxy ? proxy.output : ''}`;
+    throw err;
+  } finally {
+    fs.mkdirSync(LOG_DIR, { recursive: true });
+    for (const p of participants) fs.writeFileSync(path.join(LOG_DIR, `console_${p.name}.log`), p.log.join('\n') + '\n');
+    await Promise.allSettled(participants.map(closeParticipant));
+    await stopHaproxy(proxy);
+    for (const server of servers) await server.stop('SIGTERM');
   }
 });

@@ -14,9 +14,7 @@
 // Run: make cluster-test (uses tests/e2e's node_modules: phoenix, ws).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { spawnSync } from "node:child_process";
 import {
   WAIT_MS,
   delay,
@@ -30,44 +28,17 @@ import {
   waitUntil,
   withTimeout,
 } from "../e2e/helpers.mjs";
+import { installed, startHaproxy, stopHaproxy } from "./haproxy.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const HAPROXY_CONFIG = path.resolve(here, "../../examples/cluster/haproxy.cfg");
-const HAPROXY = process.env.HAPROXY || "haproxy";
 const ROOM_COUNT = 10;
 const PEERS_PER_ROOM = 3;
 const FAILOVER_MS = 10000;
 const DRAIN_SECONDS = 2;
 const ROOM_ONLY = "this socket may join only the room named in its URL";
 
-const has = (command) => spawnSync("sh", ["-c", `command -v ${command}`]).status === 0;
-const haproxyMissing = !has(HAPROXY);
-const promtoolMissing = !has("promtool");
+const haproxyMissing = !installed("haproxy");
+const promtoolMissing = !installed("promtool");
 if (haproxyMissing) console.log("SKIPPED: HAProxy is not installed (Debian: haproxy), so the cluster test did not run.");
-
-/** HAProxy in the foreground with the example configuration, on `port`, in front of `servers`. */
-async function startHaproxy(port, servers) {
-  const env = { ...process.env, VRS_LISTEN: `127.0.0.1:${port}` };
-  servers.forEach((server, i) => (env[`VRS_${i + 1}`] = `127.0.0.1:${server.port}`));
-  const child = spawn(HAPROXY, ["-db", "-f", HAPROXY_CONFIG], { env, stdio: ["ignore", "pipe", "pipe"] });
-  const proxy = { port, child, output: "", exit: null };
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.setEncoding("utf8");
-    stream.on("data", (text) => (proxy.output += text));
-  }
-  proxy.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve((proxy.exit = { code, signal }))));
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (proxy.exit) throw new Error(`haproxy exited: ${JSON.stringify(proxy.exit)}\n${proxy.output}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).status === 200) return proxy;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`haproxy did not answer within 10 s\n${proxy.output}`);
-    await delay(50);
-  }
-}
 
 /** One client: a socket naming its room, its channel on that room, and what it has seen. */
 class Member {
@@ -161,7 +132,7 @@ test("rooms sharded over three servers survive a crash and a drain", { skip: hap
   let proxy = null;
   try {
     for (let i = 0; i < 3; i++) servers.push(await startServer(["--drain-seconds", String(DRAIN_SECONDS)]));
-    proxy = await startHaproxy(await freePort(), servers);
+    proxy = await startHaproxy(await freePort(), servers.map((server) => server.port));
 
     // 30 clients in 10 rooms: every room's peers see each other
     const rooms = new Map();
@@ -276,10 +247,7 @@ test("rooms sharded over three servers survive a crash and a drain", { skip: hap
     await stopServer(servers[survivor]);
   } finally {
     await Promise.all(members.map((member) => disconnect(member.socket)));
-    if (proxy && !proxy.exit) {
-      proxy.child.kill("SIGTERM");
-      await withTimeout(proxy.exited, 5000, "haproxy exit").catch(() => proxy.child.kill("SIGKILL"));
-    }
+    await stopHaproxy(proxy);
     for (const server of servers) {
       if (!server.exit) server.child.kill("SIGKILL");
       await server.exited;

@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -643,6 +644,24 @@ static void on_raw(conn *c, const uint8_t *p, size_t n, int64_t now) {
     }
 }
 
+/* The value of header `name` (with its colon) in a response head, or NULL. Names are matched
+   without regard to case, as HTTP asks: a proxy in front of the server (HAProxy) writes them
+   in lower case. */
+static const char *header_value(const char *head, const char *end, const char *name) {
+    size_t length = strlen(name);
+    const char *line = (const char *)memmem(head, (size_t)(end - head), "\r\n", 2);
+    while (line && line + 2 + length <= end) {
+        line += 2;
+        if (strncasecmp(line, name, length) == 0) {
+            line += length;
+            while (line < end && *line == ' ') line++;
+            return line;
+        }
+        line = (const char *)memmem(line, (size_t)(end - line), "\r\n", 2);
+    }
+    return NULL;
+}
+
 static int on_handshake(conn *c, const uint8_t *data, size_t n, size_t *used) {
     const char *head = (const char *)data, *end = (const char *)memmem(data, n, "\r\n\r\n", 4), *accept;
     char expect[64], joined[128];
@@ -659,8 +678,8 @@ static int on_handshake(conn *c, const uint8_t *data, size_t n, size_t *used) {
     snprintf(joined, sizeof joined, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", c->key);
     sha1(joined, strlen(joined), digest);
     base64(digest, 20, expect);
-    accept = (const char *)memmem(head, *used, "Sec-WebSocket-Accept: ", 22);
-    if (!accept || memcmp(accept + 22, expect, 28) != 0) {
+    accept = header_value(head, end, "Sec-WebSocket-Accept:");
+    if (!accept || end - accept < 28 || memcmp(accept, expect, 28) != 0) {
         conn_fail(c, "bad Sec-WebSocket-Accept");
         return 0;
     }

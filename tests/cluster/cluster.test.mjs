@@ -21,14 +21,13 @@ import {
   disconnect,
   freePort,
   makeSocket,
-  parseRelay,
-  sendRelay,
   startServer,
   stopServer,
   waitUntil,
   withTimeout,
 } from "../e2e/helpers.mjs";
 import { installed, startHaproxy, stopHaproxy } from "./haproxy.mjs";
+import { Member, describeRooms, roomIsWhole, serverOf } from "./members.mjs";
 
 const ROOM_COUNT = 10;
 const PEERS_PER_ROOM = 3;
@@ -39,78 +38,6 @@ const ROOM_ONLY = "this socket may join only the room named in its URL";
 const haproxyMissing = !installed("haproxy");
 const promtoolMissing = !installed("promtool");
 if (haproxyMissing) console.log("SKIPPED: HAProxy is not installed (Debian: haproxy), so the cluster test did not run.");
-
-/** One client: a socket naming its room, its channel on that room, and what it has seen. */
-class Member {
-  constructor(name, room, port) {
-    this.name = name;
-    this.room = room;
-    this.id = null; // the relay peer id of its latest join
-    this.mates = new Set(); // the peers its relay events say are in the room with it
-    this.accepts = 0; // peerAccepted events
-    this.opens = 0;
-    this.closeCodes = [];
-    this.joinOks = 0;
-    this.errorReplies = [];
-    this.socket = makeSocket(port, { params: { room } });
-    this.socket.onOpen(() => this.opens++);
-    this.socket.onClose((event) => this.closeCodes.push(event.code));
-    this.channel = this.socket.channel(`room:${room}`, {});
-    this.channel.on("mediaEvent", (payload) => this.see(parseRelay(payload)));
-  }
-
-  see(event) {
-    if (event.type === "peerAccepted") {
-      this.id = event.data.id;
-      this.mates = new Set(event.data.peersInRoom.map((peer) => peer.id));
-      this.accepts++;
-    } else if (event.type === "peerJoined") {
-      this.mates.add(event.data.peer.id);
-    } else if (event.type === "peerLeft") {
-      this.mates.delete(event.data.peerId);
-    }
-  }
-
-  /** Connects and joins; every (re)join is followed by the relay join, as the demo page does. */
-  start() {
-    this.socket.connect();
-    this.channel
-      .join(WAIT_MS)
-      .receive("ok", () => {
-        this.joinOks++;
-        sendRelay(this.channel, { type: "join", data: { metadata: { name: this.name } } });
-      })
-      .receive("error", (response) => this.errorReplies.push(response));
-  }
-
-  get reconnected() {
-    return this.opens > 1 || this.closeCodes.length > 0 || this.joinOks > 1;
-  }
-}
-
-/** The index of the server whose log shows `peerId` joining, or -1. */
-function serverOf(servers, peerId) {
-  return peerId ? servers.findIndex((server) => server.stderr.includes(`peer ${peerId},`)) : -1;
-}
-
-/** A room is whole when every member's view holds exactly the others' current ids, all on one server. */
-function roomIsWhole(servers, members) {
-  const where = new Set(members.map((member) => serverOf(servers, member.id)));
-  return (
-    where.size === 1 &&
-    !where.has(-1) &&
-    members.every((member) => {
-      const others = members.filter((other) => other !== member).map((other) => other.id);
-      return member.mates.size === others.length && others.every((id) => member.mates.has(id));
-    })
-  );
-}
-
-function describeRooms(servers, rooms) {
-  return [...rooms]
-    .map(([room, members]) => `${room}: ` + members.map((m) => `${m.name}@${serverOf(servers, m.id)}(${m.mates.size})`).join(" "))
-    .join("\n");
-}
 
 async function metricsOf(server) {
   const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);

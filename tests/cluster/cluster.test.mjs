@@ -23,11 +23,10 @@ import {
   makeSocket,
   startServer,
   stopServer,
-  waitUntil,
   withTimeout,
 } from "../e2e/helpers.mjs";
 import { installed, startHaproxy, stopHaproxy } from "./haproxy.mjs";
-import { Member, describeRooms, roomIsWhole, serverOf } from "./members.mjs";
+import { serverOf, startRooms, waitRoomsWhole } from "./members.mjs";
 
 const ROOM_COUNT = 10;
 const PEERS_PER_ROOM = 3;
@@ -62,21 +61,9 @@ test("rooms sharded over three servers survive a crash and a drain", { skip: hap
     proxy = await startHaproxy(await freePort(), servers.map((server) => server.port));
 
     // 30 clients in 10 rooms: every room's peers see each other
-    const rooms = new Map();
-    for (let r = 0; r < ROOM_COUNT; r++) {
-      const room = `room-${r}`;
-      rooms.set(room, []);
-      for (let p = 0; p < PEERS_PER_ROOM; p++) {
-        const member = new Member(`${room}/${p}`, room, proxy.port);
-        rooms.get(room).push(member);
-        members.push(member);
-      }
-    }
-    members.forEach((member) => member.start());
-    const allWhole = () => [...rooms.values()].every((list) => roomIsWhole(servers, list));
-    await waitUntil(allWhole, 10000, "every room formed").catch((error) => {
-      throw new Error(`${error.message}\n${describeRooms(servers, rooms)}`);
-    });
+    const rooms = startRooms(ROOM_COUNT, PEERS_PER_ROOM, proxy.port);
+    members.push(...[...rooms.values()].flat());
+    await waitRoomsWhole(servers, rooms, 10000, "every room formed", proxy);
     const roomServer = (room) => serverOf(servers, rooms.get(room)[0].id);
     const used = new Set([...rooms.keys()].map(roomServer));
     assert.ok(used.size >= 2, `rooms spread over ${used.size} server(s)`);
@@ -90,13 +77,9 @@ test("rooms sharded over three servers survive a crash and a drain", { skip: hap
     const killedAt = Date.now();
     servers[victim].child.kill("SIGKILL");
     await servers[victim].exited;
-    await waitUntil(
-      () => allWhole() && moved.every((member) => member.accepts >= 2),
-      FAILOVER_MS,
-      `the ${moved.length} clients of the killed server back in their rooms`,
-    ).catch((error) => {
-      throw new Error(`${error.message}\n${describeRooms(servers, rooms)}\n${proxy.output}`);
-    });
+    await waitRoomsWhole(servers, rooms, FAILOVER_MS, `the ${moved.length} clients of the killed server back in their rooms`, proxy, () =>
+      moved.every((member) => member.accepts >= 2),
+    );
     console.log(`# failover after kill -9: ${Date.now() - killedAt} ms for ${moved.length} clients`);
     for (const member of moved) assert.notEqual(serverOf(servers, member.id), victim);
     for (const member of stayed) assert.ok(!member.reconnected, `${member.name} (another server) never reconnected`);
@@ -121,13 +104,14 @@ test("rooms sharded over three servers survive a crash and a drain", { skip: hap
     }
     assert.equal(health, 503, "a draining server's /health says 503");
     assert.equal(sample(await metricsOf(servers[drained]), "vrs_draining"), 1);
-    await waitUntil(
-      () => allWhole() && leaving.every((member) => member.accepts > acceptsBefore.get(member)),
+    await waitRoomsWhole(
+      servers,
+      rooms,
       DRAIN_SECONDS * 1000 + FAILOVER_MS,
       `the ${leaving.length} clients of the drained server back in their rooms`,
-    ).catch((error) => {
-      throw new Error(`${error.message}\n${describeRooms(servers, rooms)}\n${proxy.output}`);
-    });
+      proxy,
+      () => leaving.every((member) => member.accepts > acceptsBefore.get(member)),
+    );
     console.log(`# drain: ${leaving.length} clients moved ${Date.now() - drainedAt} ms after SIGTERM (grace ${DRAIN_SECONDS} s)`);
     await stopping; // exit 0, no sanitizer report
     for (const member of leaving) {

@@ -55,3 +55,15 @@ export async function stopHaproxy(proxy) {
   await proxy.exited;
   clearTimeout(timer);
 }
+
+/**
+ * Resolves once HAProxy's log, after its first `since` characters, says that server `name`
+ * (vrs1, vrs2...) is UP: its health checks passed again. Rejects after `ms`.
+ */
+export async function waitServerUp(proxy, name, since, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!proxy.output.slice(since).includes(`/${name} is UP`)) {
+    if (Date.now() > deadline) throw new Error(`HAProxy did not see ${name} UP within ${ms} ms\n${proxy.output}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

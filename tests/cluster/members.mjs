@@ -1,7 +1,7 @@
 // Clients of a sharded video room for the cluster test and the failover benchmark: official
 // Phoenix clients (tests/e2e's phoenix and ws) that name their room in the socket URL, rejoin
 // the relay after every (re)join, and keep the room as their relay events show it.
-import { WAIT_MS, makeSocket, parseRelay, sendRelay } from "../e2e/helpers.mjs";
+import { WAIT_MS, makeSocket, parseRelay, sendRelay, waitUntil } from "../e2e/helpers.mjs";
 
 /** One client: a socket naming its room, its channel on that room, and what it has seen. */
 export class Member {
@@ -73,4 +73,24 @@ export function describeRooms(servers, rooms) {
   return [...rooms]
     .map(([room, members]) => `${room}: ` + members.map((m) => `${m.name}@${serverOf(servers, m.id)}(${m.mates.size})`).join(" "))
     .join("\n");
+}
+
+/** `peersPerRoom` members in each of `roomCount` rooms (`${prefix}-0`...), started: a Map room → members. */
+export function startRooms(roomCount, peersPerRoom, port, prefix = "room") {
+  const rooms = new Map();
+  for (let r = 0; r < roomCount; r++) {
+    const room = `${prefix}-${r}`;
+    rooms.set(room, []);
+    for (let p = 0; p < peersPerRoom; p++) rooms.get(room).push(new Member(`${room}/${p}`, room, port));
+  }
+  for (const members of rooms.values()) members.forEach((member) => member.start());
+  return rooms;
+}
+
+/** Waits until every room is whole and `also()` holds; on failure says where everyone is. */
+export async function waitRoomsWhole(servers, rooms, ms, what, proxy, also = () => true) {
+  const allWhole = () => [...rooms.values()].every((members) => roomIsWhole(servers, members));
+  await waitUntil(() => allWhole() && also(), ms, what).catch((error) => {
+    throw new Error(`${error.message}\n${describeRooms(servers, rooms)}\n${proxy ? proxy.output : ""}`);
+  });
 }

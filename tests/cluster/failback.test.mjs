@@ -11,9 +11,9 @@
 // Run: make cluster-test (uses tests/e2e's node_modules: phoenix, ws).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { disconnect, freePort, startServer, stopServer } from "../e2e/helpers.mjs";
-import { installed, startHaproxy, stopHaproxy, waitServerUp } from "./haproxy.mjs";
-import { Member, serverOf, startRooms, waitRoomsWhole } from "./members.mjs";
+import { freePort, startServer } from "../e2e/helpers.mjs";
+import { installed, startHaproxy, waitServerUp } from "./haproxy.mjs";
+import { Member, serverOf, startRooms, stopCluster, waitRoomsWhole } from "./members.mjs";
 
 const ROOM_COUNT = 12;
 const PEERS_PER_ROOM = 2;
@@ -60,11 +60,8 @@ test("a killed server that comes back does not split the rooms that moved away",
     await waitRoomsWhole(servers, rooms, 10000, "every newcomer with its room-mates", proxy);
     for (const room of movedRooms) assert.notEqual(roomServer(room), victim, `${room} stayed where it moved`);
     for (const members of rooms.values()) for (const member of members) assert.deepEqual(member.errorReplies, []);
+    await stopCluster(servers, rooms, proxy, true);
   } finally {
-    const members = [...rooms.values()].flat();
-    await Promise.all(members.map((member) => disconnect(member.socket)));
-    await stopHaproxy(proxy);
-    for (const server of servers) if (!server.exit) await stopServer(server).catch(() => {});
-    for (const server of servers) await server.exited;
+    await stopCluster(servers, rooms, proxy);
   }
 });

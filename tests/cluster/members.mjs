@@ -1,7 +1,8 @@
 // Clients of a sharded video room for the cluster test and the failover benchmark: official
 // Phoenix clients (tests/e2e's phoenix and ws) that name their room in the socket URL, rejoin
 // the relay after every (re)join, and keep the room as their relay events show it.
-import { WAIT_MS, makeSocket, parseRelay, sendRelay, waitUntil } from "../e2e/helpers.mjs";
+import { WAIT_MS, disconnect, makeSocket, parseRelay, sendRelay, stopServer, waitUntil } from "../e2e/helpers.mjs";
+import { stopHaproxy } from "./haproxy.mjs";
 
 /** One client: a socket naming its room, its channel on that room, and what it has seen. */
 export class Member {
@@ -93,4 +94,18 @@ export async function waitRoomsWhole(servers, rooms, ms, what, proxy, also = () 
   await waitUntil(() => allWhole() && also(), ms, what).catch((error) => {
     throw new Error(`${error.message}\n${describeRooms(servers, rooms)}\n${proxy ? proxy.output : ""}`);
   });
+}
+
+/**
+ * Disconnects every member, stops HAProxy and every server still running. `checked`: a server
+ * that does not exit 0 without a sanitizer report fails the test (at the end of a test; in its
+ * `finally`, after a failure, everything is stopped regardless).
+ */
+export async function stopCluster(servers, rooms, proxy, checked = false) {
+  await Promise.all([...rooms.values()].flat().map((member) => disconnect(member.socket)));
+  await stopHaproxy(proxy);
+  for (const server of servers) {
+    if (!server.exit) await stopServer(server).catch((error) => { if (checked) throw error; });
+  }
+  for (const server of servers) await server.exited;
 }

@@ -9,15 +9,15 @@
 //   - no client got an error reply;
 //   - every client moved once for each drain of the server it was on, and every move began
 //     with close 1012 (service restart), never another code;
-//   - every server exited 0 after its drain, with no sanitizer report.
+//   - every server exited 0 after its drain, and at the end, with no sanitizer report.
 // Without HAProxy the test says so and skips.
 //
 // Run: make cluster-test (uses tests/e2e's node_modules: phoenix, ws).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { disconnect, freePort, startServer, stopServer } from "../e2e/helpers.mjs";
-import { installed, startHaproxy, stopHaproxy, waitServerUp } from "./haproxy.mjs";
-import { Member, serverOf, startRooms, waitRoomsWhole } from "./members.mjs";
+import { freePort, startServer, stopServer } from "../e2e/helpers.mjs";
+import { installed, startHaproxy, waitServerUp } from "./haproxy.mjs";
+import { Member, serverOf, startRooms, stopCluster, waitRoomsWhole } from "./members.mjs";
 
 const ROOM_COUNT = 10;
 const PEERS_PER_ROOM = 3;
@@ -73,10 +73,8 @@ test("a rolling restart of every server keeps every room reachable", { skip: hap
       assert.equal(member.closeCodes.length, movesOf.get(member), `${member.name} moved once per drain of its server`);
       for (const code of member.closeCodes) assert.equal(code, 1012, `${member.name} was moved with 1012`);
     }
+    await stopCluster(servers, rooms, proxy, true);
   } finally {
-    await Promise.all([...rooms.values()].flat().map((member) => disconnect(member.socket)));
-    await stopHaproxy(proxy);
-    for (const server of servers) if (!server.exit) await stopServer(server).catch(() => {});
-    for (const server of servers) await server.exited;
+    await stopCluster(servers, rooms, proxy);
   }
 });

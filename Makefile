@@ -239,14 +239,16 @@ build/readme_room_logic_sanitized: README.md tests/extract_examples.sh $(HEADER)
 # Several demo servers behind HAProxy, rooms sharded by the socket URL's room
 # (examples/cluster). `make cluster`: three servers on 127.0.0.1:4001-4003 and HAProxy on
 # 127.0.0.1:8000 (CLUSTER_PORT, CLUSTER_BASE_PORT move them); Ctrl-C stops them all.
-# `make cluster-test`: 30 Phoenix clients in 10 rooms through HAProxy; one server killed, one
-# drained; /metrics checked with promtool (tests/cluster). About 10 s.
+# `make cluster-test` (tests/cluster): 30 Phoenix clients in 10 rooms through HAProxy, one
+# server killed, one drained, /metrics checked with promtool; a killed server back without
+# splitting the rooms that moved away; a rolling restart of all three; `make cluster` itself,
+# stopped by Ctrl-C. About 20 s.
 .PHONY: cluster cluster-test
 
 cluster: build/demo_server
 	bash examples/cluster/run.sh 3
 
-cluster-test: build/demo_server_sanitized
+cluster-test: build/demo_server_sanitized build/demo_server
 	@if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
 	    echo "cluster-test: SKIPPED: HAProxy is not installed (Debian: haproxy)"; exit 0; fi; \
 	if ! command -v node >/dev/null 2>&1; then echo "cluster-test: node not found"; exit 1; fi; \

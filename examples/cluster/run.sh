@@ -4,7 +4,8 @@
 #
 #   examples/cluster/run.sh [N]
 #   env: CLUSTER_PORT (HAProxy, default 8000), CLUSTER_BASE_PORT (servers on BASE+1..BASE+N,
-#        default 4000), DEMO_SERVER (default build/demo_server), HAPROXY (default haproxy)
+#        default 4000), DEMO_SERVER (default build/demo_server), HAPROXY (default haproxy on
+#        PATH, else /usr/sbin/haproxy)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -13,6 +14,10 @@ listen_port="${CLUSTER_PORT:-8000}"
 base_port="${CLUSTER_BASE_PORT:-4000}"
 demo_server="${DEMO_SERVER:-$repo/build/demo_server}"
 haproxy="${HAPROXY:-haproxy}"
+# Debian puts haproxy in /usr/sbin, which is not on a user's PATH.
+if ! command -v "$haproxy" >/dev/null 2>&1 && [ -z "${HAPROXY:-}" ]; then
+    for dir in /usr/sbin /usr/local/sbin; do [ -x "$dir/haproxy" ] && haproxy="$dir/haproxy" && break; done
+fi
 
 case "$count" in ''|*[!0-9]*) echo "usage: $0 [N]   (N servers, 1 to 64)" >&2; exit 2 ;; esac
 if [ "$count" -lt 1 ] || [ "$count" -gt 64 ]; then echo "usage: $0 [N]   (N servers, 1 to 64)" >&2; exit 2; fi

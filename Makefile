@@ -238,7 +238,8 @@ build/readme_room_logic_sanitized: README.md tests/extract_examples.sh $(HEADER)
 # ---- cluster -------------------------------------------------------------------------------
 # Several demo servers behind HAProxy, rooms sharded by the socket URL's room
 # (examples/cluster). `make cluster`: three servers on 127.0.0.1:4001-4003 and HAProxy on
-# 127.0.0.1:8000 (CLUSTER_PORT, CLUSTER_BASE_PORT move them); Ctrl-C stops them all.
+# 127.0.0.1:8000 (CLUSTER_PORT, CLUSTER_BASE_PORT or CLUSTER_SERVER_PORTS move them); Ctrl-C
+# stops them all.
 # `make cluster-test` (tests/cluster): 30 Phoenix clients in 10 rooms through HAProxy, one
 # server killed, one drained, /metrics checked with promtool; a killed server back without
 # splitting the rooms that moved away; a rolling restart of all three; `make cluster` itself,
@@ -253,4 +254,4 @@ cluster-test: build/demo_server_sanitized build/demo_server
 	    echo "cluster-test: SKIPPED: HAProxy is not installed (Debian: haproxy)"; exit 0; fi; \
 	if ! command -v node >/dev/null 2>&1; then echo "cluster-test: node not found"; exit 1; fi; \
 	if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi; \
-	cd tests/cluster && PATH="$$PATH:/usr/sbin" DEMO_SERVER=../../build/demo_server_sanitized node --test
+	cd tests/cluster && PATH="$$PATH:/usr/sbin" DEMO_SERVER=../../build/demo_server_sanitized node --test --test-concurrency=1

@@ -1,5 +1,5 @@
 // `make cluster` as a user runs it: three demo servers and HAProxy started by
-// examples/cluster/run.sh, here on free loopback ports (CLUSTER_PORT, CLUSTER_BASE_PORT):
+// examples/cluster/run.sh, here on free loopback ports (CLUSTER_PORT, CLUSTER_SERVER_PORTS):
 //   - it finds HAProxy where Debian puts it (/usr/sbin) without the sbin directories on PATH;
 //   - /health answers 200 through HAProxy, and two official Phoenix clients of one room join
 //     through it and see each other in the relay;
@@ -14,7 +14,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { disconnect, freePort, waitUntil } from "../e2e/helpers.mjs";
@@ -29,23 +28,11 @@ const STOP_MS = 10000;
 const haproxyMissing = !installed("haproxy");
 if (haproxyMissing) console.log("SKIPPED: HAProxy is not installed (Debian: haproxy), so make cluster was not tested.");
 
-function portIsFree(port) {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port P with P+1..P+SERVER_COUNT free too: HAProxy on P, the servers after it. */
-async function freePortBlock() {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = await freePort();
-    let free = true;
-    for (let i = 1; i <= SERVER_COUNT && free; i++) free = await portIsFree(base + i);
-    if (free) return base;
-  }
-  throw new Error(`no ${SERVER_COUNT + 1} consecutive free loopback ports found`);
+/** `count` different free loopback ports: HAProxy's, then the servers'. */
+async function freePorts(count) {
+  const ports = new Set();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
 }
 
 /** The processes of process group `group` that have not exited (a zombie has exited). */
@@ -66,11 +53,11 @@ function processesOf(group) {
 }
 
 /** Starts `command` in a process group of its own, as a shell starts a job; resolves once it says it is ready. */
-async function startCluster(command, port) {
+async function startCluster(command, port, serverPorts) {
   // As a user runs it: the script's own choice of server (build/demo_server), not the tests',
   // and a PATH without the sbin directories, as a Debian user's, where Debian puts haproxy.
   const userPath = process.env.PATH.split(":").filter((dir) => !/\/sbin\/?$/.test(dir)).join(":");
-  const env = { ...process.env, PATH: userPath, CLUSTER_PORT: String(port), CLUSTER_BASE_PORT: String(port) };
+  const env = { ...process.env, PATH: userPath, CLUSTER_PORT: String(port), CLUSTER_SERVER_PORTS: serverPorts.join(" ") };
   for (const name of ["DEMO_SERVER", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"]) delete env[name];
   const child = spawn(command[0], command.slice(1), { cwd: repo, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const cluster = { child, group: child.pid, output: "", exit: null };
@@ -123,8 +110,8 @@ async function killLeftovers(cluster) {
 test("make cluster: health and a room through HAProxy; Ctrl-C stops all it started", { skip: haproxyMissing, timeout: 60000 }, async () => {
   let cluster = null;
   try {
-    const port = await freePortBlock();
-    cluster = await startCluster(["make", "--no-print-directory", "cluster"], port);
+    const [port, ...serverPorts] = await freePorts(SERVER_COUNT + 1);
+    cluster = await startCluster(["make", "--no-print-directory", "cluster"], port, serverPorts);
     await checkThrough(port, cluster);
     await stopAndCheck(cluster, port, -cluster.group, "SIGINT");
   } finally {
@@ -136,8 +123,8 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   test(`examples/cluster/run.sh stops all it started on ${signal} to the script alone`, { skip: haproxyMissing, timeout: 60000 }, async () => {
     let cluster = null;
     try {
-      const port = await freePortBlock();
-      cluster = await startCluster(["bash", "examples/cluster/run.sh", String(SERVER_COUNT)], port);
+      const [port, ...serverPorts] = await freePorts(SERVER_COUNT + 1);
+      cluster = await startCluster(["bash", "examples/cluster/run.sh", String(SERVER_COUNT)], port, serverPorts);
       await checkThrough(port, cluster);
       await stopAndCheck(cluster, port, cluster.child.pid, signal);
     } finally {

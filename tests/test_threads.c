@@ -13,7 +13,8 @@
 #define TT_PRODUCERS 4
 #define TT_MESSAGES_EACH 10000
 #define TT_QUEUE_CAPACITY 1024
-#define TT_WAKE_BOUND_MS 500 /* a wake must end a 10 s wait well within this */
+#define TT_WAKE_BOUND_MS 500   /* the median wake ends a 10 s wait well within this */
+#define TT_WAKE_LIMIT_MS 5000  /* and every one within half of it, however loaded the machine */
 
 /* ---------------------------------------------------------------------------------------------
    The host's side: a small queue under a mutex, as examples/ticker.c has
@@ -33,6 +34,7 @@ typedef struct tt_host {
     /* written by the server's thread, read by others: atomics */
     long on_wake_calls;
     long send_failures;
+    int wake_again;                   /* on_wake calls vrs_wake itself this many more times */
 } tt_host;
 
 static tt_host tt_the_host;
@@ -77,6 +79,10 @@ static void tt_on_wake(vrs_server *server, void *user_data) {
     int n = tt_take_all(host, taken), i;
     (void)user_data;
     tt_add(&host->on_wake_calls, 1);
+    if (host->wake_again > 0) { /* as a producer's wake landing while the host empties its queue */
+        host->wake_again--;
+        vrs_wake(server);
+    }
     for (i = 0; i < n; i++) {
         char text[32];
         int length = snprintf(text, sizeof text, "%d %d", taken[i].producer, taken[i].number);
@@ -101,6 +107,15 @@ static ts_server *tt_server(int own_poll_loop) {
     pthread_mutex_init(&host->lock, NULL);
     host->server = ts->server;
     return ts;
+}
+
+/* With no wake pending, a step waits its whole timeout and calls no on_wake. */
+static void tt_check_quiet(ts_server *ts) {
+    long calls = tt_load(&tt_the_host.on_wake_calls);
+    int64_t before = ts_now_ms();
+    ts_step(ts, 200);
+    CHECK(ts_now_ms() - before >= 180);
+    CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), calls);
 }
 
 static const char *tt_mode(int own_poll_loop) {
@@ -271,13 +286,21 @@ static void tt_wake_ends_wait(int own_poll_loop) {
     vrs_wake(ts->server);
     before = ts_now_ms();
     ts_step(ts, 10000);
-    CHECK(ts_now_ms() - before < TT_WAKE_BOUND_MS);
+    CHECK(ts_now_ms() - before < TT_WAKE_LIMIT_MS);
     CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), 1);
     /* and nothing is left pending */
+    tt_check_quiet(ts);
+    /* A wake that comes while on_wake runs (after the host took its queue) is not lost: the
+       next step runs on_wake again without waiting. */
+    tt_the_host.wake_again = 1;
+    vrs_wake(ts->server);
+    ts_step(ts, 10000);
+    CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), 2);
     before = ts_now_ms();
-    ts_step(ts, 100);
-    CHECK(ts_now_ms() - before >= 90);
-    CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), 1);
+    ts_step(ts, 10000);
+    CHECK(ts_now_ms() - before < TT_WAKE_LIMIT_MS);
+    CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), 3);
+    tt_check_quiet(ts);
 
     memset(&waker, 0, sizeof waker);
     REQUIRE(pthread_create(&thread, NULL, tt_wake_later, &waker) == 0);
@@ -294,7 +317,8 @@ static void tt_wake_ends_wait(int own_poll_loop) {
     qsort(latency_us, TT_ROUNDS, sizeof latency_us[0], tt_compare_long);
     printf("    %s: a 10 s step returned %ld us (median) and at most %ld us after the wake\n",
            tt_mode(own_poll_loop), latency_us[TT_ROUNDS / 2], latency_us[TT_ROUNDS - 1]);
-    CHECK(latency_us[TT_ROUNDS - 1] < TT_WAKE_BOUND_MS * 1000L);
+    CHECK(latency_us[TT_ROUNDS / 2] < TT_WAKE_BOUND_MS * 1000L);
+    CHECK(latency_us[TT_ROUNDS - 1] < TT_WAKE_LIMIT_MS * 1000L);
     CHECK(latency_us[0] >= 0);
     CHECK_EQ_INT(ts->step_errors, 0);
     ts_server_free(ts);
@@ -334,7 +358,7 @@ static void *tt_signal_loop(void *argument) {
         int64_t sent = tt_now_us();
         if (round % 2 == 0) pthread_kill(s->server_thread, SIGUSR1);
         else kill(getpid(), SIGUSR1);
-        while (tt_load(&tt_the_host.on_wake_calls) == calls && tt_now_us() - sent < TT_WAKE_BOUND_MS * 1000L)
+        while (tt_load(&tt_the_host.on_wake_calls) == calls && tt_now_us() - sent < TT_WAKE_LIMIT_MS * 1000L)
             ts_sleep_ms(1);
         if (tt_load(&tt_the_host.on_wake_calls) == calls) s->unanswered++;
         if (tt_now_us() - sent > s->worst_us) s->worst_us = (long)(tt_now_us() - sent);
@@ -375,22 +399,24 @@ TEST(threads, wakes_from_a_sigusr1_handler_with_vrs_step) { tt_signal_wakes(0); 
 TEST(threads, wakes_from_a_sigusr1_handler_with_an_own_poll_loop) { tt_signal_wakes(1); }
 
 /* ---------------------------------------------------------------------------------------------
-   A wake storm: one thread calling vrs_wake in a tight loop for a second
+   A wake storm: one thread calling vrs_wake in a tight loop
    ------------------------------------------------------------------------------------------- */
 
 #define TT_STORM_MS 1000
-#define TT_STORM_QUIET_MS 300 /* the server does not step at first: a pipe fills */
+#define TT_UNSTEPPED_WAKES 200000 /* more than any pipe holds (64 KiB by default on Linux) */
 
 typedef struct tt_storm {
-    long calls;
+    long calls;               /* 0: call for TT_STORM_MS; else this many times */
     long slowest_call_us;
-    long done;            /* atomic */
+    long done;                /* atomic */
 } tt_storm;
 
 static void *tt_storm_loop(void *argument) {
     tt_storm *s = (tt_storm *)argument;
+    long limit = s->calls;
     int64_t end = tt_now_us() + TT_STORM_MS * 1000L, now = tt_now_us();
-    while (now < end) {
+    s->calls = 0;
+    while (limit ? s->calls < limit : now < end) {
         int64_t after;
         vrs_wake(tt_the_host.server);
         after = tt_now_us();
@@ -406,12 +432,30 @@ static void tt_wake_storm(int own_poll_loop) {
     ts_server *ts = tt_server(own_poll_loop);
     tt_storm storm;
     pthread_t thread;
-    int steps = 0, steps_with_more = 0;
+    int steps = 0, steps_with_more = 0, blocked;
     int64_t before;
     REQUIRE(ts);
+
+    /* While the server does not step at all, wakes pile up: the caller never waits for it. */
+    memset(&storm, 0, sizeof storm);
+    storm.calls = TT_UNSTEPPED_WAKES;
+    before = ts_now_ms();
+    REQUIRE(pthread_create(&thread, NULL, tt_storm_loop, &storm) == 0);
+    while (!tt_load(&storm.done) && ts_now_ms() - before < 20000) ts_sleep_ms(10);
+    blocked = !tt_load(&storm.done);
+    while (!tt_load(&storm.done)) ts_step(ts, 10); /* a blocked caller is freed, to end the test */
+    pthread_join(thread, NULL);
+    printf("    %s: %d wakes with the server not stepping took %lld ms (slowest call %ld us)\n",
+           tt_mode(own_poll_loop), TT_UNSTEPPED_WAKES, (long long)(ts_now_ms() - before), storm.slowest_call_us);
+    CHECK(!blocked);
+    /* one step takes them all, however many: one on_wake, then quiet */
+    ts_step(ts, 0);
+    CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), 1);
+    tt_check_quiet(ts);
+
+    /* A second of wakes while the server steps: never more than one on_wake a step. */
     memset(&storm, 0, sizeof storm);
     REQUIRE(pthread_create(&thread, NULL, tt_storm_loop, &storm) == 0);
-    ts_sleep_ms(TT_STORM_QUIET_MS);
     while (!tt_load(&storm.done)) {
         long calls = tt_load(&tt_the_host.on_wake_calls);
         ts_step(ts, 100);
@@ -421,22 +465,13 @@ static void tt_wake_storm(int own_poll_loop) {
     pthread_join(thread, NULL);
     printf("    %s: %ld vrs_wake calls in %d ms (slowest %ld us), %d steps, %ld on_wake calls\n",
            tt_mode(own_poll_loop), storm.calls, TT_STORM_MS, storm.slowest_call_us, steps,
-           tt_load(&tt_the_host.on_wake_calls));
+           tt_load(&tt_the_host.on_wake_calls) - 1);
     CHECK(storm.calls > 1000);
     CHECK(steps > 0);
     CHECK_EQ_INT(steps_with_more, 0);
-    CHECK(tt_load(&tt_the_host.on_wake_calls) <= steps);
-    /* the caller never waited for the server, not even while it did not step */
-    CHECK(storm.slowest_call_us < (TT_STORM_QUIET_MS - 50) * 1000L);
     /* what the storm left pending takes one more on_wake at most; then the server sleeps */
     ts_step(ts, 0);
-    {
-        long calls = tt_load(&tt_the_host.on_wake_calls);
-        before = ts_now_ms();
-        ts_step(ts, 200);
-        CHECK(ts_now_ms() - before >= 180);
-        CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), calls);
-    }
+    tt_check_quiet(ts);
     CHECK_EQ_INT(ts->step_errors, 0);
     ts_server_free(ts);
 }
@@ -462,6 +497,16 @@ TEST(threads, the_wake_descriptor_is_polled_and_closed_by_destroy) {
     REQUIRE(ts);
     CHECK(tt_open_descriptors() > before);
     vrs_wake(NULL); /* harmless */
+    /* errno stays as it was, even when the wake cannot be written (a full pipe) */
+    for (i = 0; i < TT_UNSTEPPED_WAKES / 2; i++) {
+        errno = EDOM;
+        vrs_wake(ts->server);
+        if (errno != EDOM) break;
+    }
+    CHECK_EQ_INT(errno, EDOM);
+    ts_step(ts, 0);
+    CHECK_EQ_INT(tt_load(&tt_the_host.on_wake_calls), 1);
+    tt_store(&tt_the_host.on_wake_calls, 0);
     /* a host's own loop sees the wake in what vrs_poll_fds gave it */
     count = vrs_poll_fds(ts->server, fds, TS_POLL_CAPACITY);
     CHECK_EQ_INT(poll(fds, (nfds_t)count, 0), 0);

@@ -89,8 +89,8 @@
    function but one is called there, and every callback runs there. The exception is
    vrs_wake(server), which any thread and any signal handler may call, at any rate, from the
    return of vrs_create until vrs_destroy: it writes to a descriptor the server waits on
-   (async-signal-safe, never blocks, leaves errno as it was, writes no memory), so it needs no
-   lock. A step that is waiting returns at once; a wake that comes while a step runs makes the
+   (async-signal-safe, never blocks, leaves errno as it was, changes nothing in the server's
+   memory), so it needs no lock. A step that is waiting returns at once; a wake that comes while a step runs makes the
    next one return without waiting. Wakes that arrive before the server gets to them coalesce
    into one call of desc.on_wake(server, user_data) inside the step that sees them, on the
    server's thread, never concurrently with another callback. The header has no threads and no
@@ -522,9 +522,10 @@ VRS_API size_t vrs_memory_size(const vrs_desc *desc);
    allocator gave nothing), VRS_ERROR_ADDRESS (VRS_LOG_LISTEN_FAILED), VRS_ERROR_SYSTEM
    (VRS_LOG_SYSTEM_ERROR). */
 VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **server);
-/* Sends 1001 to every open client, makes one attempt to flush, closes every socket and frees
-   the memory (when it came from the allocator). Every peer, room and open connection ends
-   through its callback first (on_peer_left, on_room_destroyed, on_close): see CONCEPTS. */
+/* Sends 1001 to every open client, makes one attempt to flush, closes every socket and
+   descriptor and frees the memory (when it came from the allocator). Every peer, room and open
+   connection ends through its callback first (on_peer_left, on_room_destroyed, on_close): see
+   CONCEPTS. No thread or signal handler may call vrs_wake from here on. */
 VRS_API void vrs_destroy(vrs_server *server);
 
 /* One round: poll for at most timeout_ms (0: do not wait), then accept, read, parse, dispatch,
@@ -5278,13 +5279,17 @@ VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, voi
      while a wake is pending, wake_fds[1] the one vrs__wake_signal writes to (they may be the
      same); both non-blocking and close-on-exec. Returns 0 when the system refuses.
    - vrs__wake_signal: makes a wake pending. Safe from any number of threads at once and from
-     signal handlers (async-signal-safe system calls only), never blocks and writes no memory;
+     signal handlers (async-signal-safe system calls only), never blocks, writes nothing in
+     the server's memory;
      when a wake cannot be recorded because so many are pending already, that is no error: it
      coalesces with them. (vrs_wake keeps errno for it.)
    - vrs__wake_drain: on the server's thread, without blocking, clears every pending wake, so
      the descriptor stays quiet until the next signal; a signal that comes during or after the
      drain leaves it readable again, so no wake is ever lost.
    - vrs__wake_close: closes what vrs__wake_open made.
+   Outside these four, only wake_fds[0] is used: vrs_poll_fds lists it second, vrs_create puts
+   it in the epoll set. (Where poll() watches sockets alone, as WSAPoll does, a variant can use
+   a pair of connected loopback sockets.)
    ------------------------------------------------------------------------------------------- */
 
 #define VRS__WAKE_TAG 0xFFFFFFFEu /* epoll: the wake-up's event (slots are far below it) */

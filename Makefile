@@ -287,7 +287,8 @@ threads-test: $(THREAD_TESTS)
 # ---- bench-wake ----------------------------------------------------------------------------
 # `make bench-wake`: how long a message takes from a producer thread to a client through a
 # queue, vrs_wake and on_wake (bench/wake_latency.c), at 60 Hz for 10 s and at 10,000 wakes a
-# second for 5 s: p50/p99 of the producer's clock to the client's recv(). About 20 s.
+# second for 5 s: p50/p99 of the producer's clock to the client's recv(). About 20 s; writes
+# bench/results/wake_latency.txt.
 .PHONY: bench-wake
 
 build/bench/wake_latency: bench/wake_latency.c $(HEADER)
@@ -295,5 +296,7 @@ build/bench/wake_latency: bench/wake_latency.c $(HEADER)
 	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) $(EVENTS) $< -o $@ -pthread
 
 bench-wake: build/bench/wake_latency
-	./build/bench/wake_latency --rate 60 --seconds 10
-	./build/bench/wake_latency --rate 10000 --seconds 5
+	@out=bench/results/wake_latency.txt; \
+	echo "commit $$(git rev-parse --short HEAD 2>/dev/null), $$(nproc) cores, load average before: $$(cut -d' ' -f1-3 /proc/loadavg)" > $$out; \
+	./build/bench/wake_latency --rate 60 --seconds 10 >> $$out && \
+	./build/bench/wake_latency --rate 10000 --seconds 5 >> $$out; status=$$?; cat $$out; exit $$status

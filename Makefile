@@ -37,10 +37,10 @@ build/demo_server_sanitized: examples/demo_server.c examples/web_files.h $(HEADE
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) $< -o $@
 
 # The test binary runs under AddressSanitizer and UndefinedBehaviorSanitizer, built twice: the
-# portable way (poll(), bytes scanned in plain C) and, on Linux, as the demo server runs (epoll,
-# and SSE2 where the compiler targets it).
+# portable way (poll(), a pipe for wake-ups, bytes scanned in plain C) and, on Linux, as the
+# demo server runs (epoll, an eventfd, and SSE2 where the compiler targets it).
 build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
-	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) -DVRS_NO_SIMD tests/test_main.c -o $@
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) -DVRS_NO_SIMD -DVRS_NO_EVENTFD tests/test_main.c -o $@
 
 build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@

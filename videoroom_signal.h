@@ -229,7 +229,7 @@
                                  targets SSE2 (every x86-64), payloads are unmasked, checked as
                                  UTF-8 and scanned as JSON sixteen bytes at a time
    VRS_NO_EVENTFD                Linux: vrs_wake writes to a pipe, as on other systems, instead
-                                 of an eventfd (the tests build the poll() binary this way)
+                                 of an eventfd (the tests' poll() builds use it)
 
    LIMITS
    ------

@@ -8,8 +8,9 @@
    reading under a mutex and calls vrs_wake, and a client that joined room:bench over a
    loopback WebSocket (Phoenix V2) and reads with blocking recv(). on_wake broadcasts each
    queued reading to the room as a mediaEvent; the client subtracts it from the clock as its
-   recv() returns. Prints the achieved rate, on_wake calls, and p50/p99/p99.9/max of that
-   latency over every message; fails when a message is lost, duplicated or out of order.
+   recv() returns. Prints the achieved rate, on_wake calls, p50/p99/p99.9/max of that latency
+   over every message, and how long the threads waited for a CPU (the machine's other load);
+   fails when a message is lost, duplicated or out of order.
    Linux (TCP_QUICKACK, and the server waits with epoll as the demo server does). */
 #define VRS_IMPLEMENTATION
 #include "../videoroom_signal.h"
@@ -45,6 +46,27 @@ static int joined, client_done; /* under shared.lock */
 static long produced;                          /* under shared.lock */
 static double rate_hz = 60, seconds = 10;
 static int port;
+
+/* Nanoseconds this thread has spent runnable but waiting for a CPU (the second field of
+   /proc/thread-self/schedstat): how much the machine's other load got in the way. */
+static long long waited_ns;  /* the three threads' sum, under shared.lock */
+
+static long long cpu_wait_ns(void) {
+    long long running = 0, waiting = 0;
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    if (f) {
+        if (fscanf(f, "%lld %lld", &running, &waiting) != 2) waiting = 0;
+        fclose(f);
+    }
+    return waiting;
+}
+
+static void add_wait(long long since) {
+    long long waited = cpu_wait_ns() - since;
+    pthread_mutex_lock(&shared.lock);
+    waited_ns += waited;
+    pthread_mutex_unlock(&shared.lock);
+}
 
 static long long now_ns(void) {
     struct timespec t;
@@ -91,6 +113,7 @@ static void on_wake(vrs_server *s, void *user_data) {
 /* The producer: rate_hz readings a second, paced by absolute deadlines. */
 static void *produce(void *unused) {
     long long period = (long long)(1e9 / rate_hz), next = now_ns(), end = next + (long long)(seconds * 1e9);
+    long long wait_before = cpu_wait_ns();
     long sequence = 0;
     (void)unused;
     while (next < end) {
@@ -122,6 +145,7 @@ static void *produce(void *unused) {
         vrs_wake(server);
         if (queued) break;
     }
+    add_wait(wait_before);
     return NULL;
 }
 
@@ -195,6 +219,7 @@ static void *client(void *unused) {
                           "Sec-WebSocket-Version: 13\r\n\r\n";
     long capacity = (long)(rate_hz * seconds) + 16;
     struct timeval patience;
+    long long wait_before = 0;
     (void)unused;
     patience.tv_sec = 5;
     patience.tv_usec = 0;
@@ -230,6 +255,7 @@ static void *client(void *unused) {
         if (strstr(text, "phx_reply") && strstr(text, "\"ok\"")) break;
     }
     set_flag(&joined);
+    wait_before = cpu_wait_ns();
     latencies = (long long *)calloc((size_t)capacity, sizeof *latencies);
     for (;;) {
         long long arrived;
@@ -251,6 +277,7 @@ static void *client(void *unused) {
         if (finished) break;
     }
     close(fd);
+    add_wait(wait_before);
     set_flag(&client_done);
     return NULL;
 }
@@ -268,7 +295,7 @@ static double percentile_us(const long long *sorted, long n, double p) {
 int main(int argc, char **argv) {
     vrs_desc desc = {0};
     pthread_t producer_thread, client_thread;
-    long long started;
+    long long started, wait_before;
     int i;
     for (i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--rate") == 0) rate_hz = atof(argv[i + 1]);
@@ -287,8 +314,10 @@ int main(int argc, char **argv) {
     pthread_create(&client_thread, NULL, client, NULL);
     while (!get_flag(&joined)) vrs_step(server, 1000);
     started = now_ns();
+    wait_before = cpu_wait_ns();
     pthread_create(&producer_thread, NULL, produce, NULL);
     while (!get_flag(&client_done)) vrs_step(server, 1000);
+    add_wait(wait_before);
     pthread_join(producer_thread, NULL);
     pthread_join(client_thread, NULL);
     vrs_destroy(server);
@@ -306,6 +335,8 @@ int main(int argc, char **argv) {
                "p99.9 %.1f us, max %.1f us\n",
                percentile_us(latencies, n, 0.50), percentile_us(latencies, n, 0.99),
                percentile_us(latencies, n, 0.999), percentile_us(latencies, n, 1.0));
+        printf("wake_latency: the three threads waited %.0f ms for a CPU in all (%.1f%% of the run): "
+               "the machine's other load\n", (double)waited_ns / 1e6, 100.0 * (double)waited_ns / 1e9 / elapsed);
         free(latencies);
         return received == produced && !out_of_order && !shared.dropped ? 0 : 1;
     }

@@ -26,8 +26,7 @@ typedef struct tt_item {
 } tt_item;
 
 typedef struct tt_host {
-    pthread_mutex_t lock;
-    tt_item items[TT_QUEUE_CAPACITY]; /* a ring: items[head .. head + count) */
+    tt_item items[TT_QUEUE_CAPACITY]; /* a ring under tt_queue_lock: items[head .. head + count) */
     int head, count;
     vrs_server *server;
     vrs_conn client;                  /* where on_wake sends what it takes from the queue */
@@ -38,6 +37,7 @@ typedef struct tt_host {
 } tt_host;
 
 static tt_host tt_the_host;
+static pthread_mutex_t tt_queue_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static long tt_load(const long *value) { return __atomic_load_n(value, __ATOMIC_SEQ_CST); }
 static void tt_store(long *value, long to) { __atomic_store_n(value, to, __ATOMIC_SEQ_CST); }
@@ -51,24 +51,24 @@ static int64_t tt_now_us(void) {
 
 static int tt_push(tt_host *host, tt_item item) {
     int pushed = 0;
-    pthread_mutex_lock(&host->lock);
+    pthread_mutex_lock(&tt_queue_lock);
     if (host->count < TT_QUEUE_CAPACITY) {
         host->items[(host->head + host->count) % TT_QUEUE_CAPACITY] = item;
         host->count++;
         pushed = 1;
     }
-    pthread_mutex_unlock(&host->lock);
+    pthread_mutex_unlock(&tt_queue_lock);
     return pushed;
 }
 
 static int tt_take_all(tt_host *host, tt_item *out) {
     int n, i;
-    pthread_mutex_lock(&host->lock);
+    pthread_mutex_lock(&tt_queue_lock);
     n = host->count;
     for (i = 0; i < n; i++) out[i] = host->items[(host->head + i) % TT_QUEUE_CAPACITY];
     host->head = (host->head + n) % TT_QUEUE_CAPACITY;
     host->count = 0;
-    pthread_mutex_unlock(&host->lock);
+    pthread_mutex_unlock(&tt_queue_lock);
     return n;
 }
 
@@ -102,9 +102,7 @@ static ts_server *tt_server(int own_poll_loop) {
         ts_server_free(ts);
         return NULL;
     }
-    pthread_mutex_destroy(&host->lock);
-    memset(host, 0, sizeof *host);
-    pthread_mutex_init(&host->lock, NULL);
+    memset(host, 0, sizeof *host); /* no other thread runs between tests */
     host->server = ts->server;
     return ts;
 }

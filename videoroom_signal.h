@@ -76,7 +76,7 @@
      the host may call any vrs_ function except vrs_step/vrs_process/vrs_destroy.
    - The user pointer rule: every callback gets the user_data of the struct that holds it:
      desc.user_data for desc's own callbacks (on_upgrade, on_open, on_message, on_close,
-     on_http, on_connect), desc.room_logic.user_data for the room logic's, desc.logger.user_data
+     on_http, on_connect, on_wake), desc.room_logic.user_data for the room logic's, desc.logger.user_data
      for the logger and desc.allocator.user_data for the allocator. Connections, rooms and
      peers carry a user pointer each besides (vrs_conn_user_data, vrs_room_user_data,
      vrs_peer_user_data).
@@ -90,10 +90,10 @@
    vrs_wake(server), which any thread and any signal handler may call, at any rate, from the
    return of vrs_create until vrs_destroy: it writes to a descriptor the server waits on
    (async-signal-safe, never blocks, leaves errno as it was, changes nothing in the server's
-   memory), so it needs no lock. A step that is waiting returns at once; a wake that comes while a step runs makes the
-   next one return without waiting. Wakes that arrive before the server gets to them coalesce
-   into one call of desc.on_wake(server, user_data) inside the step that sees them, on the
-   server's thread, never concurrently with another callback. The header has no threads and no
+   memory), so it needs no lock. A step that is waiting returns at once; a wake that comes
+   while a step runs makes the next one return without waiting. Wakes that arrive before the
+   server gets to them coalesce into one call of desc.on_wake(server, desc.user_data) inside
+   the step that sees them, on the server's thread, never concurrently with another callback. The header has no threads and no
    locks of its own: a host hands data over through its own queue and lock (the producer pushes
    and calls vrs_wake; on_wake empties the queue and sends with vrs_peer_send,
    vrs_room_broadcast, vrs_send, ...). Before vrs_destroy the host makes sure no thread or

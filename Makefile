@@ -10,13 +10,14 @@ EVENTS   = -DVRS_USE_EPOLL
 endif
 
 HEADER   = videoroom_signal.h
-EXAMPLES = build/echo_server build/demo_server build/sfu_server
+EXAMPLES = build/echo_server build/demo_server build/sfu_server build/ticker
 TESTS    = build/test_videoroom_signal build/test_videoroom_signal_epoll
+THREAD_TESTS = build/test_threads_tsan build/test_threads_tsan_epoll
 TEST_SOURCES = $(wildcard tests/*.c tests/*.h)
 
 .PHONY: all test unit-test compile-check interop-test e2e-test browser-test tls-test demo echo clean analyze
 
-all: $(EXAMPLES) $(TESTS)
+all: $(EXAMPLES) $(TESTS) $(THREAD_TESTS)
 
 build:
 	mkdir -p build
@@ -27,21 +28,25 @@ build/echo_server: examples/echo_server.c $(HEADER) | build
 build/demo_server: examples/demo_server.c examples/web_files.h $(HEADER) | build
 	$(CC) -std=c99 $(WARN) $(CFLAGS) $(EVENTS) $< -o $@
 
+# A producer thread feeding a room through vrs_wake.
+build/ticker: examples/ticker.c $(HEADER) | build
+	$(CC) -std=c99 $(WARN) $(CFLAGS) $(EVENTS) $< -o $@ -pthread
+
 # The demo server under the sanitizers, for the end-to-end tests.
 build/demo_server_sanitized: examples/demo_server.c examples/web_files.h $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) $< -o $@
 
 # The test binary runs under AddressSanitizer and UndefinedBehaviorSanitizer, built twice: the
-# portable way (poll(), bytes scanned in plain C) and, on Linux, as the demo server runs (epoll,
-# and SSE2 where the compiler targets it).
+# portable way (poll(), a pipe for wake-ups, bytes scanned in plain C) and, on Linux, as the
+# demo server runs (epoll, an eventfd, and SSE2 where the compiler targets it).
 build/test_videoroom_signal: $(TEST_SOURCES) $(HEADER) | build
-	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) -DVRS_NO_SIMD tests/test_main.c -o $@
+	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) -DVRS_NO_SIMD -DVRS_NO_EVENTFD tests/test_main.c -o $@
 
 build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
-test: unit-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke static-files-test \
-      demo-hardening-test sfu-test browser-sfu-test cluster-test
+test: unit-test threads-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke \
+      static-files-test demo-hardening-test sfu-test browser-sfu-test cluster-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -60,11 +65,11 @@ interop-test: build/echo_server
 	$(PYTHON) tests/interop/websockets_interop.py build/echo_server
 
 # The official Phoenix client (npm `phoenix`, pinned in tests/e2e/package-lock.json) against the
-# demo server.
-e2e-test: build/demo_server_sanitized
+# demo server and the ticker example.
+e2e-test: build/demo_server_sanitized build/ticker
 	@if ! command -v node >/dev/null 2>&1; then echo "e2e-test: node not found"; exit 1; fi
 	@if [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm ci --no-audit --no-fund; fi
-	cd tests/e2e && DEMO_SERVER=../../build/demo_server_sanitized node --test --test-concurrency=1
+	cd tests/e2e && DEMO_SERVER=../../build/demo_server_sanitized TICKER=../../build/ticker node --test --test-concurrency=1
 
 # Three Chromium pages in a call through the demo server. It runs in a network namespace that
 # has only the loopback interface, so that WebRTC media, too, stays on loopback.
@@ -255,3 +260,46 @@ cluster-test: build/demo_server_sanitized build/demo_server
 	if ! command -v node >/dev/null 2>&1; then echo "cluster-test: node not found"; exit 1; fi; \
 	if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi; \
 	cd tests/cluster && PATH="$$PATH:/usr/sbin" DEMO_SERVER=../../build/demo_server_sanitized node --test --test-concurrency=1
+
+# ---- threads -------------------------------------------------------------------------------
+# vrs_wake from other threads and from signal handlers (tests/test_threads.c), under
+# ThreadSanitizer (a build of its own: it cannot share one with AddressSanitizer), built twice:
+# poll() with the self-pipe of systems other than Linux (VRS_NO_EVENTFD), and, on Linux, epoll
+# with an eventfd. About 15 s. gcc's ThreadSanitizer cannot start on kernels that randomise
+# mmap with more bits than it knows ("unexpected memory mapping"; vm.mmap_rnd_bits = 32 on
+# some distributions): there the tests run under `setarch -R`, without address randomisation.
+TSAN = -fsanitize=thread -fno-omit-frame-pointer
+THREAD_TEST_SOURCES = tests/test_threads_main.c tests/test_threads.c tests/test_support.h tests/test.h
+
+.PHONY: threads-test
+
+build/test_threads_tsan: $(THREAD_TEST_SOURCES) $(HEADER) | build
+	$(CC) -std=c99 $(WARN) -O1 -g $(TSAN) -DVRS_NO_EVENTFD tests/test_threads_main.c -o $@ -pthread
+
+build/test_threads_tsan_epoll: $(THREAD_TEST_SOURCES) $(HEADER) | build
+	$(CC) -std=c99 $(WARN) -O1 -g $(TSAN) $(EVENTS) tests/test_threads_main.c -o $@ -pthread
+
+threads-test: $(THREAD_TESTS)
+	@launch=""; \
+	if ! ./build/test_threads_tsan --list-tests >/dev/null 2>&1; then \
+	    launch="setarch $$(uname -m) -R"; \
+	    echo "threads-test: ThreadSanitizer cannot start with this address layout: running under $$launch"; fi; \
+	echo "== threads, poll() and a self-pipe"; $$launch ./build/test_threads_tsan && \
+	if [ -n "$(EVENTS)" ]; then echo "== threads, epoll and an eventfd"; $$launch ./build/test_threads_tsan_epoll; fi
+
+# ---- bench-wake ----------------------------------------------------------------------------
+# `make bench-wake`: how long a message takes from a producer thread to a client through a
+# queue, vrs_wake and on_wake (bench/wake_latency.c), at 60 Hz for 10 s and at 10,000 wakes a
+# second for 5 s: p50/p99 of the producer's clock to the client's recv(). About 20 s; writes
+# bench/results/wake_latency.txt.
+.PHONY: bench-wake
+
+build/bench/wake_latency: bench/wake_latency.c $(HEADER)
+	@mkdir -p build/bench
+	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) $(EVENTS) $< -o $@ -pthread
+
+bench-wake: build/bench/wake_latency
+	@out=bench/results/wake_latency.txt; \
+	echo "commit $$(git rev-parse --short HEAD 2>/dev/null), $$(nproc) cores, load average before: $$(cut -d' ' -f1-3 /proc/loadavg)" > $$out; \
+	./build/bench/wake_latency --rate 60 --seconds 10 >> $$out && \
+	./build/bench/wake_latency --rate 10000 --seconds 5 >> $$out; status=$$?; cat $$out; exit $$status

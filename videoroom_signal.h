@@ -3,7 +3,8 @@
    It speaks the Phoenix channel protocol over WebSocket, so browsers running the official
    Phoenix JavaScript client (npm `phoenix`) join rooms on it and set up calls. Underneath is a
    complete RFC 6455 WebSocket server driven by one step function that the host calls from its
-   own loop: one thread, poll(), no allocation after start-up, libc only.
+   own loop: one thread (other threads wake it with vrs_wake), poll(), no allocation after
+   start-up, libc only.
 
    USING IT
    --------
@@ -75,12 +76,29 @@
      the host may call any vrs_ function except vrs_step/vrs_process/vrs_destroy.
    - The user pointer rule: every callback gets the user_data of the struct that holds it:
      desc.user_data for desc's own callbacks (on_upgrade, on_open, on_message, on_close,
-     on_http, on_connect), desc.room_logic.user_data for the room logic's, desc.logger.user_data
+     on_http, on_connect, on_wake), desc.room_logic.user_data for the room logic's, desc.logger.user_data
      for the logger and desc.allocator.user_data for the allocator. Connections, rooms and
      peers carry a user pointer each besides (vrs_conn_user_data, vrs_room_user_data,
      vrs_peer_user_data).
    - Errors are data: functions return vrs_result (vrs_result_string names it) and log lines
      carry a stable vrs_log_item id, so a host can react to, and tests can assert on, the id.
+
+   THREADS AND SIGNALS
+   -------------------
+   The server lives on one thread, the one that calls vrs_step (or vrs_process): every vrs_
+   function but one is called there, and every callback runs there. The exception is
+   vrs_wake(server), which any thread and any signal handler may call, at any rate, from the
+   return of vrs_create until vrs_destroy: it writes to a descriptor the server waits on
+   (async-signal-safe, never blocks, leaves errno as it was, changes nothing in the server's
+   memory), so it needs no lock. A step that is waiting returns at once; a wake that comes
+   while a step runs makes the next one return without waiting. Wakes that arrive before the
+   server gets to them coalesce into one call of desc.on_wake(server, desc.user_data) inside
+   the step that sees them, on the server's thread, never concurrently with another callback. The header has no threads and no
+   locks of its own: a host hands data over through its own queue and lock (the producer pushes
+   and calls vrs_wake; on_wake empties the queue and sends with vrs_peer_send,
+   vrs_room_broadcast, vrs_send, ...). Before vrs_destroy the host makes sure no thread or
+   signal handler can still call vrs_wake (it joins its threads and restores the handler).
+   examples/ticker.c feeds a room from a 60 Hz thread that way.
 
    THE WEBSOCKET SERVER
    --------------------
@@ -210,6 +228,8 @@
    VRS_NO_SIMD                   scan bytes in portable C only; by default, where the compiler
                                  targets SSE2 (every x86-64), payloads are unmasked, checked as
                                  UTF-8 and scanned as JSON sixteen bytes at a time
+   VRS_NO_EVENTFD                Linux: vrs_wake writes to a pipe, as on other systems, instead
+                                 of an eventfd (the tests' poll() builds use it)
 
    LIMITS
    ------
@@ -459,6 +479,9 @@ typedef struct vrs_desc {
        without an answer, or without this hook, the client gets 404. */
     void (*on_http)(vrs_server *server, vrs_conn conn, const vrs_request *request,
                     void *user_data);
+    /* Once in each step that found vrs_wake called (however many times) since the last one;
+       on the server's thread, like every callback. */
+    void (*on_wake)(vrs_server *server, void *user_data);
     void *user_data;
 
     vrs_allocator allocator;   /* malloc/free through VRS_MALLOC/VRS_FREE */
@@ -499,9 +522,10 @@ VRS_API size_t vrs_memory_size(const vrs_desc *desc);
    allocator gave nothing), VRS_ERROR_ADDRESS (VRS_LOG_LISTEN_FAILED), VRS_ERROR_SYSTEM
    (VRS_LOG_SYSTEM_ERROR). */
 VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **server);
-/* Sends 1001 to every open client, makes one attempt to flush, closes every socket and frees
-   the memory (when it came from the allocator). Every peer, room and open connection ends
-   through its callback first (on_peer_left, on_room_destroyed, on_close): see CONCEPTS. */
+/* Sends 1001 to every open client, makes one attempt to flush, closes every socket and
+   descriptor and frees the memory (when it came from the allocator). Every peer, room and open
+   connection ends through its callback first (on_peer_left, on_room_destroyed, on_close): see
+   CONCEPTS. No thread or signal handler may call vrs_wake from here on. */
 VRS_API void vrs_destroy(vrs_server *server);
 
 /* One round: poll for at most timeout_ms (0: do not wait), then accept, read, parse, dispatch,
@@ -510,18 +534,23 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms);
 
 /* For a host with its own poll loop: vrs_poll_fds fills `fds` with the descriptors the server
    waits on and the events it wants (returns how many, at most capacity; capacity
-   max_connections + VRS_REJECT_SLOTS + 1 always suffices). Poll them with at most
-   vrs_timeout_ms() of waiting (-1: no timer is due, wait until a descriptor is ready), then
-   hand the same array, in the same order, with revents filled, to vrs_process. From the first
-   call on, the descriptors wake the host for a connecting client. The host may put its own
-   descriptors after the server's in the same array and poll them all at once; vrs_process
-   takes the count vrs_poll_fds returned or the whole array's (it ignores what follows the
-   server's descriptors). Built with VRS_USE_EPOLL, the server waits on one descriptor, its
-   epoll instance, and vrs_poll_fds gives just that one. */
+   max_connections + VRS_REJECT_SLOTS + 2 always suffices: the listener, the wake-up
+   descriptor and the connections). Poll them with at most vrs_timeout_ms() of waiting (-1: no
+   timer is due, wait until a descriptor is ready), then hand the same array, in the same order,
+   with revents filled, to vrs_process. From the first call on, the descriptors wake the host
+   for a connecting client and for vrs_wake. The host may put its own descriptors after the
+   server's in the same array and poll them all at once; vrs_process takes the count
+   vrs_poll_fds returned or the whole array's (it ignores what follows the server's
+   descriptors). Built with VRS_USE_EPOLL, the server waits on one descriptor, its epoll
+   instance (which holds the wake-up descriptor too), and vrs_poll_fds gives just that one. */
 #define VRS_REJECT_SLOTS 16
 VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity);
 VRS_API int vrs_timeout_ms(vrs_server *server);
 VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count);
+
+/* From any thread or signal handler (THREADS AND SIGNALS above): ends the wait of the current
+   or next step, which then calls desc.on_wake once. Calls coalesce; it never blocks. */
+VRS_API void vrs_wake(vrs_server *server);
 
 /* Queue a whole message (one frame) to an open connection. */
 VRS_API vrs_result vrs_send(vrs_server *server, vrs_conn conn, vrs_message_type type,
@@ -808,6 +837,10 @@ VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *
 #endif
 #include <sys/epoll.h>
 #endif
+#if defined(__linux__) && !defined(VRS_NO_EVENTFD)
+#include <sys/eventfd.h>
+#define VRS__EVENTFD 1
+#endif
 
 /* Bytes that are only looked at (unmasked, checked as UTF-8, scanned in JSON strings) are
    crossed sixteen at a time where the compiler targets SSE2 (every x86-64); eight at a time
@@ -865,6 +898,7 @@ VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *
 #define VRS__READ_BUFFER_SIZE 65536
 #define VRS__IOV_BATCH 64
 #define VRS__ACCEPT_BATCH 64
+#define VRS__POLL_FIRST_CONN 2       /* poll(): fds[0] is the listener, fds[1] the wake-up */
 
 /* ---------------------------------------------------------------------------------------------
    Names of results and log items
@@ -2837,6 +2871,7 @@ struct vrs_server {
     int random_fd;
     char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
     uint8_t random_pool[512];
+    int wake_fds[2];                 /* read end, write end: one eventfd twice on Linux */
 #ifdef VRS_USE_EPOLL
     int epoll_fd;
     int listener_watched;            /* the listener is in the epoll set (not paused) */
@@ -5236,6 +5271,107 @@ VRS_API vrs_result vrs_peer_set_user_data(vrs_server *server, vrs_peer peer, voi
 }
 
 /* ---------------------------------------------------------------------------------------------
+   The wake-up: a descriptor other threads and signal handlers make readable
+
+   What depends on the system is in these four functions; a port adds its own variant of the
+   four and nothing else. Every variant guarantees:
+   - vrs__wake_open: wake_fds[0] is a descriptor that poll() and epoll report readable (POLLIN)
+     while a wake is pending, wake_fds[1] the one vrs__wake_signal writes to (they may be the
+     same); both non-blocking and close-on-exec. Returns 0 when the system refuses.
+   - vrs__wake_signal: makes a wake pending. Safe from any number of threads at once and from
+     signal handlers (async-signal-safe system calls only), never blocks, writes nothing in
+     the server's memory;
+     when a wake cannot be recorded because so many are pending already, that is no error: it
+     coalesces with them. (vrs_wake keeps errno for it.)
+   - vrs__wake_drain: on the server's thread, without blocking, clears every pending wake, so
+     the descriptor stays quiet until the next signal; a signal that comes during or after the
+     drain leaves it readable again, so no wake is ever lost.
+   - vrs__wake_close: closes what vrs__wake_open made.
+   Outside these four, only wake_fds[0] is used: vrs_poll_fds lists it second, vrs_create puts
+   it in the epoll set. (Where poll() watches sockets alone, as WSAPoll does, a variant can use
+   a pair of connected loopback sockets.)
+   ------------------------------------------------------------------------------------------- */
+
+#define VRS__WAKE_TAG 0xFFFFFFFEu /* epoll: the wake-up's event (slots are far below it) */
+
+#ifdef VRS__EVENTFD
+
+static int vrs__wake_open(vrs_server *server) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    server->wake_fds[0] = server->wake_fds[1] = fd;
+    return fd >= 0;
+}
+
+static void vrs__wake_signal(const vrs_server *server) {
+    uint64_t one = 1;
+    ssize_t written = write(server->wake_fds[1], &one, sizeof one);
+    (void)written; /* EAGAIN only when the counter is full: wakes are pending */
+}
+
+static void vrs__wake_drain(vrs_server *server) {
+    uint64_t count;
+    ssize_t got = read(server->wake_fds[0], &count, sizeof count); /* the counter back to 0 */
+    (void)got;
+}
+
+static void vrs__wake_close(vrs_server *server) {
+    if (server->wake_fds[0] >= 0) close(server->wake_fds[0]);
+    server->wake_fds[0] = server->wake_fds[1] = -1;
+}
+
+#else /* a self-pipe */
+
+static int vrs__wake_open(vrs_server *server) {
+    int i;
+    if (pipe(server->wake_fds) != 0) {
+        server->wake_fds[0] = server->wake_fds[1] = -1;
+        return 0;
+    }
+    for (i = 0; i < 2; i++) {
+        fcntl(server->wake_fds[i], F_SETFL, fcntl(server->wake_fds[i], F_GETFL, 0) | O_NONBLOCK);
+        fcntl(server->wake_fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 1;
+}
+
+static void vrs__wake_signal(const vrs_server *server) {
+    char byte = 1;
+    ssize_t written = write(server->wake_fds[1], &byte, 1);
+    (void)written; /* EAGAIN: the pipe is full of pending wakes */
+}
+
+static void vrs__wake_drain(vrs_server *server) {
+    char bytes[512];
+    while (read(server->wake_fds[0], bytes, sizeof bytes) == (ssize_t)sizeof bytes) {
+    }
+}
+
+static void vrs__wake_close(vrs_server *server) {
+    int i;
+    for (i = 0; i < 2; i++)
+        if (server->wake_fds[i] >= 0) close(server->wake_fds[i]);
+    server->wake_fds[0] = server->wake_fds[1] = -1;
+}
+
+#endif
+
+VRS_API void vrs_wake(vrs_server *server) {
+    int saved_errno = errno; /* a signal handler must leave errno as it found it */
+    if (server) vrs__wake_signal(server);
+    errno = saved_errno;
+}
+
+/* Descriptors vrs_create opened, closed (by vrs_destroy, or when vrs_create fails). */
+static void vrs__close_descriptors(vrs_server *server) {
+    if (server->listen_fd >= 0) close(server->listen_fd);
+    if (server->random_fd >= 0) close(server->random_fd);
+    vrs__wake_close(server);
+#ifdef VRS_USE_EPOLL
+    if (server->epoll_fd >= 0) close(server->epoll_fd);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
    Creating the server
    ------------------------------------------------------------------------------------------- */
 
@@ -5370,7 +5506,7 @@ static vrs__layout vrs__plan(const vrs_desc *d) {
     l.conns = vrs__place(&at, l.slot_count, sizeof(vrs__conn), 64, fits);
     l.free_slots = vrs__place(&at, l.slot_count, sizeof(uint32_t), 64, fits);
     l.active = vrs__place(&at, l.slot_count, sizeof(uint32_t), 64, fits);
-    l.pollfds = vrs__place(&at, (size_t)l.slot_count + 1, sizeof(struct pollfd), 64, fits);
+    l.pollfds = vrs__place(&at, (size_t)l.slot_count + VRS__POLL_FIRST_CONN, sizeof(struct pollfd), 64, fits);
     l.pool_next = vrs__place(&at, l.block_count, sizeof(uint32_t), 64, fits);
     /* Phoenix: channel and room tables, and the buffers that build outgoing messages. The
        relay's largest event is peerAccepted, listing every peer with its metadata; a JSON
@@ -5583,6 +5719,10 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     for (i = 0; i < l.bucket_count; i++) server->room_buckets[i] = VRS__NONE;
     server->room_bucket_mask = l.bucket_count - 1;
     server->random_fd = -1;
+    server->wake_fds[0] = server->wake_fds[1] = -1;
+#ifdef VRS_USE_EPOLL
+    server->epoll_fd = -1;
+#endif
     server->desc = d;
     server->owns_memory = owns;
     server->listen_fd = -1;
@@ -5602,31 +5742,35 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     server->attention_head = VRS__NONE;
     server->next_timer_ms = INT64_MAX;
     server->now_ms = vrs__clock_ms();
-    if (!d.disable_phoenix) {
-        server->random_fd = open("/dev/urandom", O_RDONLY);
-        if (server->random_fd < 0) {
-            vrs__log(server, VRS_LOG_SYSTEM_ERROR, "cannot open /dev/urandom for peer ids");
-            if (owns) d.allocator.free(base, d.allocator.user_data);
-            return VRS_ERROR_SYSTEM;
+    {
+        const char *failure = NULL;
+        vrs_result result = VRS_ERROR_SYSTEM;
+        if (!d.disable_phoenix) {
+            server->random_fd = open("/dev/urandom", O_RDONLY);
+            if (server->random_fd < 0) failure = "cannot open /dev/urandom for peer ids";
+            else fcntl(server->random_fd, F_SETFD, FD_CLOEXEC);
         }
-        fcntl(server->random_fd, F_SETFD, FD_CLOEXEC);
-    }
+        if (!failure && !vrs__wake_open(server)) failure = "cannot make the wake-up descriptor";
 #ifdef VRS_USE_EPOLL
-    server->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (server->epoll_fd < 0) {
-        vrs__log(server, VRS_LOG_SYSTEM_ERROR, "epoll_create1 failed");
-        if (server->random_fd >= 0) close(server->random_fd);
-        if (owns) d.allocator.free(base, d.allocator.user_data);
-        return VRS_ERROR_SYSTEM;
-    }
+        if (!failure) {
+            struct epoll_event event;
+            VRS_MEMSET(&event, 0, sizeof event);
+            event.events = EPOLLIN;
+            event.data.u32 = VRS__WAKE_TAG;
+            server->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+            if (server->epoll_fd < 0) failure = "epoll_create1 failed";
+            else if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, server->wake_fds[0], &event) != 0)
+                failure = "epoll_ctl: cannot watch the wake-up descriptor";
+        }
 #endif
-    if (!vrs__listen(server)) {
-#ifdef VRS_USE_EPOLL
-        close(server->epoll_fd);
-#endif
-        if (server->random_fd >= 0) close(server->random_fd);
-        if (owns) d.allocator.free(base, d.allocator.user_data);
-        return VRS_ERROR_ADDRESS;
+        if (failure) vrs__log(server, VRS_LOG_SYSTEM_ERROR, failure);
+        else if (!vrs__listen(server)) result = VRS_ERROR_ADDRESS;
+        else result = VRS_OK;
+        if (result != VRS_OK) {
+            vrs__close_descriptors(server);
+            if (owns) d.allocator.free(base, d.allocator.user_data);
+            return result;
+        }
     }
 #ifdef VRS_USE_EPOLL
     /* in the epoll set from the start: a host's own loop polls the epoll descriptor before it
@@ -5653,11 +5797,7 @@ VRS_API void vrs_destroy(vrs_server *server) {
         vrs__kill(server, conn, VRS__CLOSE_GOING_AWAY);
     }
     vrs__attend(server);
-    if (server->listen_fd >= 0) close(server->listen_fd);
-    if (server->random_fd >= 0) close(server->random_fd);
-#ifdef VRS_USE_EPOLL
-    close(server->epoll_fd);
-#endif
+    vrs__close_descriptors(server);
     if (server->owns_memory) server->desc.allocator.free(server->memory, server->desc.allocator.user_data);
 }
 
@@ -5675,9 +5815,14 @@ VRS_API int vrs_timeout_ms(vrs_server *server) {
     return wait > 0x7FFFFFFF ? -1 : (int)wait;
 }
 
-/* What every step ends with, whatever woke it. */
-static void vrs__finish_step(vrs_server *server, int listener_ready) {
+/* What every step ends with, whatever woke it. The wake-up is drained before on_wake runs, so
+   that a wake arriving while the host empties its queue makes the next step run. */
+static void vrs__finish_step(vrs_server *server, int listener_ready, int wake_ready) {
     if (listener_ready) vrs__accept(server);
+    if (wake_ready) {
+        vrs__wake_drain(server);
+        if (server->desc.on_wake) server->desc.on_wake(server, server->desc.user_data);
+    }
     vrs__run_timers(server);
     vrs__attend(server);
 }
@@ -5687,7 +5832,7 @@ static void vrs__finish_step(vrs_server *server, int listener_ready) {
 /* One round over the connections epoll reports ready: the cost follows the traffic, not the
    number of connections. */
 static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
-    int ready, i, listener_ready = 0;
+    int ready, i, listener_ready = 0, wake_ready = 0;
     server->now_ms = vrs__clock_ms();
     vrs__watch_listener(server);
     ready = epoll_wait(server->epoll_fd, server->ready, (int)(sizeof server->ready / sizeof server->ready[0]), wait);
@@ -5704,13 +5849,17 @@ static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
             listener_ready = 1;
             continue;
         }
+        if (slot == VRS__WAKE_TAG) {
+            wake_ready = 1;
+            continue;
+        }
         /* nothing is released before vrs__attend, so the slot is the one epoll reported */
         conn = &server->conns[slot];
         if (conn->state == VRS__FREE || conn->dead) continue;
         if (events & EPOLLOUT) vrs__flush(server, conn);
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) vrs__read(server, conn);
     }
-    vrs__finish_step(server, listener_ready);
+    vrs__finish_step(server, listener_ready, wake_ready);
     return VRS_OK;
 }
 
@@ -5749,6 +5898,12 @@ VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     fds[0].events = POLLIN;
     fds[0].revents = 0;
     count = 1;
+    if (capacity > 1) {
+        fds[1].fd = server->wake_fds[0];
+        fds[1].events = POLLIN;
+        fds[1].revents = 0;
+        count = VRS__POLL_FIRST_CONN;
+    }
     for (i = 0; i < server->active_count && count < capacity; i++) {
         vrs__conn *conn = &server->conns[server->active[i]];
         fds[count].fd = conn->fd;
@@ -5764,21 +5919,22 @@ VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count
     server->now_ms = vrs__clock_ms();
     /* Positions match the active list as vrs_poll_fds wrote it: nothing is released until
        vrs__attend, and new connections are appended past `count`. */
-    for (i = 1; i < count; i++) {
+    for (i = VRS__POLL_FIRST_CONN; i < count; i++) {
         vrs__conn *conn;
-        if (!fds[i].revents || (uint32_t)(i - 1) >= server->active_count) continue;
-        conn = &server->conns[server->active[i - 1]];
+        if (!fds[i].revents || (uint32_t)(i - VRS__POLL_FIRST_CONN) >= server->active_count) continue;
+        conn = &server->conns[server->active[i - VRS__POLL_FIRST_CONN]];
         if (conn->fd != fds[i].fd || conn->dead) continue;
         if (fds[i].revents & POLLOUT) vrs__flush(server, conn);
         if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) vrs__read(server, conn);
     }
-    vrs__finish_step(server, count > 0 && fds[0].fd == server->listen_fd && (fds[0].revents & POLLIN));
+    vrs__finish_step(server, count > 0 && fds[0].fd == server->listen_fd && (fds[0].revents & POLLIN),
+                     count > 1 && fds[1].fd == server->wake_fds[0] && (fds[1].revents & POLLIN));
 }
 
 VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
     int count, wait, ready;
     if (!server) return VRS_ERROR_INVALID_ARGUMENT;
-    count = vrs_poll_fds(server, server->pollfds, (int)server->slot_count + 1);
+    count = vrs_poll_fds(server, server->pollfds, (int)server->slot_count + VRS__POLL_FIRST_CONN);
     wait = vrs_timeout_ms(server);
     if (timeout_ms >= 0 && (wait < 0 || timeout_ms < wait)) wait = timeout_ms;
     ready = poll(server->pollfds, (nfds_t)count, wait);

@@ -461,6 +461,8 @@ typedef struct vrs_desc {
     int handshake_timeout_ms;  /* 10000: from accept to a complete request head */
     int idle_timeout_ms;       /* 60000: no data from an open client; closes with 1001 */
     int close_timeout_ms;      /* 5000: waiting for the peer's close frame and TCP end */
+    int slow_consumer_timeout_ms; /* 20000: bytes waited for a client and it took none of them;
+                                     closes it with 1013 (THE WEBSOCKET SERVER says why 20 s) */
 
     /* A request that asks for a WebSocket upgrade passed every RFC 6455 check. Set
        answer->refuse_status to refuse it, or answer with vrs_http_respond, which refuses it
@@ -899,6 +901,7 @@ VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *
 #define VRS__IOV_BATCH 64
 #define VRS__ACCEPT_BATCH 64
 #define VRS__POLL_FIRST_CONN 2       /* poll(): fds[0] is the listener, fds[1] the wake-up */
+#define VRS__REFUSAL_LINGER_MS 1000 /* a refused client's socket waits this long for its end */
 
 /* ---------------------------------------------------------------------------------------------
    Names of results and log items
@@ -2800,6 +2803,9 @@ typedef struct vrs__conn {
     uint8_t want_write;      /* bytes are queued that the socket did not take */
     uint8_t dirty;           /* on the list of connections to flush */
     uint8_t watching_write;  /* epoll: EPOLLOUT is registered */
+    uint8_t watching_read;   /* epoll: EPOLLIN is registered */
+    uint8_t paused;          /* not read: a client its messages reach is congested */
+    uint8_t ready;           /* on the list of resumed connections with held bytes */
     uint8_t attention;       /* on the list for the end-of-step pass */
     uint8_t head_request;    /* the request being answered is HEAD: no body */
     uint16_t close_code;     /* sent or received: what on_close reports */
@@ -2812,8 +2818,17 @@ typedef struct vrs__conn {
     uint32_t active_position;
     uint32_t next_dirty;
     uint32_t next_attention;
-    int64_t deadline_ms;
+    /* Flow control: a paused sender waits in the list of one receiver (blocked_on), the
+       fullest congested queue its messages reached */
+    uint32_t blocked_on;     /* the receiver's slot, VRS__NONE while reading */
+    uint32_t first_waiter;   /* as a receiver: the senders waiting for its queue to drain */
+    uint32_t next_waiter, previous_waiter;
+    uint32_t next_ready;
+    int64_t deadline_ms;     /* the earliest of the state's timers */
+    int64_t idle_deadline_ms;
+    int64_t progress_ms;     /* when the queue last took bytes, or had its first */
     vrs__chain inbound;      /* request head bytes, or the unfinished message's payload */
+    vrs__chain held;         /* bytes read, not yet parsed, when the connection was paused */
     vrs__chain outbound;
     vrs__frame_reader reader;
     void *user_data;
@@ -2841,9 +2856,12 @@ struct vrs_server {
     size_t assembly_size;
     uint32_t dirty_head;         /* connections with bytes to flush */
     uint32_t attention_head;     /* connections for the end-of-step pass */
+    uint32_t ready_head;         /* resumed connections whose held bytes wait to be parsed */
+    vrs__conn *sender;           /* the connection whose message is being dispatched */
     int64_t now_ms;
     int64_t next_timer_ms;       /* no deadline falls before this */
     int64_t accept_paused_until_ms;
+    size_t queue_limit;          /* the hard cap of one send queue */
     int websocket_count;
     int draining;                /* vrs_drain: upgrades are answered 503 */
     uint64_t messages_received, messages_sent;
@@ -2946,6 +2964,112 @@ static void vrs__set_deadline(vrs_server *server, vrs__conn *conn, int64_t deadl
     if (deadline_ms < server->next_timer_ms) server->next_timer_ms = deadline_ms;
 }
 
+/* What the socket is watched for: reading unless the connection is paused, writing while
+   bytes wait that it did not take. poll() is asked every step; epoll is told of changes. */
+static void vrs__watch(vrs_server *server, vrs__conn *conn) {
+#ifdef VRS_USE_EPOLL
+    uint8_t read = (uint8_t)!conn->paused;
+    if (conn->watching_read != read || conn->watching_write != conn->want_write) {
+        struct epoll_event event;
+        VRS_MEMSET(&event, 0, sizeof event);
+        event.events = (read ? (uint32_t)EPOLLIN : 0u) | (conn->want_write ? (uint32_t)EPOLLOUT : 0u);
+        event.data.u32 = (uint32_t)(conn - server->conns);
+        if (epoll_ctl(server->epoll_fd, EPOLL_CTL_MOD, conn->fd, &event) == 0) {
+            conn->watching_read = read;
+            conn->watching_write = conn->want_write;
+        }
+    }
+#else
+    (void)server;
+    (void)conn;
+#endif
+}
+
+/* ---- Flow control ----
+   A message from a client (the sender) may queue bytes for a client whose queue is past the
+   high-water mark. The sender is then no longer read, and TCP slows it down as it would with
+   a relay built on the kernel, until that queue drains under the low-water mark (half the
+   high). A queue passes the mark by what was in flight: at most one message from each
+   sender not yet paused. Nothing is dropped for a client that reads. */
+
+/* send_queue_size; with less than half the pool free, it falls with what is left, so that
+   queues stop growing before the pool runs dry. */
+static size_t vrs__high_water(const vrs_server *server) {
+    uint64_t high = (uint64_t)server->desc.send_queue_size;
+    uint32_t half = server->pool.block_count / 2;
+    if (server->pool.free_count < half) high = high * server->pool.free_count / half;
+    return (size_t)high;
+}
+
+static void vrs__unlink_waiter(vrs_server *server, vrs__conn *sender) {
+    vrs__conn *receiver = &server->conns[sender->blocked_on];
+    if (sender->previous_waiter != VRS__NONE)
+        server->conns[sender->previous_waiter].next_waiter = sender->next_waiter;
+    else
+        receiver->first_waiter = sender->next_waiter;
+    if (sender->next_waiter != VRS__NONE)
+        server->conns[sender->next_waiter].previous_waiter = sender->previous_waiter;
+    sender->blocked_on = VRS__NONE;
+}
+
+/* Stops reading `sender` until `receiver`'s queue drains. A sender already waiting waits on
+   the fuller of the two queues, the one likely to drain last. */
+static void vrs__pause(vrs_server *server, vrs__conn *sender, vrs__conn *receiver) {
+    uint32_t slot = (uint32_t)(receiver - server->conns), sender_slot = (uint32_t)(sender - server->conns);
+    if (sender->state != VRS__OPEN || sender->dead) return;
+    if (sender->blocked_on != VRS__NONE) {
+        if (server->conns[sender->blocked_on].outbound.length >= receiver->outbound.length) return;
+        vrs__unlink_waiter(server, sender);
+    }
+    sender->blocked_on = slot;
+    sender->previous_waiter = VRS__NONE;
+    sender->next_waiter = receiver->first_waiter;
+    if (receiver->first_waiter != VRS__NONE) server->conns[receiver->first_waiter].previous_waiter = sender_slot;
+    receiver->first_waiter = sender_slot;
+    if (!sender->paused) {
+        sender->paused = 1;
+        vrs__watch(server, sender);
+    }
+}
+
+/* Reads `sender` again; the bytes it held are parsed at the end of the step. */
+static void vrs__resume(vrs_server *server, vrs__conn *sender) {
+    if (sender->blocked_on != VRS__NONE) vrs__unlink_waiter(server, sender);
+    if (!sender->paused) return;
+    sender->paused = 0;
+    vrs__watch(server, sender);
+    if (sender->held.length > 0 && !sender->ready) {
+        sender->ready = 1;
+        sender->next_ready = server->ready_head;
+        server->ready_head = (uint32_t)(sender - server->conns);
+    }
+}
+
+static void vrs__resume_waiters(vrs_server *server, vrs__conn *receiver) {
+    while (receiver->first_waiter != VRS__NONE) vrs__resume(server, &server->conns[receiver->first_waiter]);
+}
+
+/* The connection closes or goes: whoever waited for its queue resumes at once, and it no
+   longer waits itself. */
+static void vrs__leave_flow(vrs_server *server, vrs__conn *conn) {
+    vrs__resume_waiters(server, conn);
+    vrs__resume(server, conn);
+}
+
+/* An open connection's timer: the idle timeout, or its queue's, which fires when bytes have
+   waited and the client took none of them for slow_consumer_timeout_ms. */
+static int64_t vrs__open_deadline(const vrs_server *server, const vrs__conn *conn) {
+    int64_t stalled = conn->outbound.length ? conn->progress_ms + server->desc.slow_consumer_timeout_ms : INT64_MAX;
+    return stalled < conn->idle_deadline_ms ? stalled : conn->idle_deadline_ms;
+}
+
+/* Bytes are about to wait in an empty queue: the client's progress is counted from now. */
+static void vrs__queue_starts(vrs_server *server, vrs__conn *conn) {
+    int64_t stalled = server->now_ms + server->desc.slow_consumer_timeout_ms;
+    conn->progress_ms = server->now_ms;
+    if (conn->state == VRS__OPEN && stalled < conn->deadline_ms) vrs__set_deadline(server, conn, stalled);
+}
+
 static void vrs__mark_dirty(vrs_server *server, vrs__conn *conn) {
     if (conn->dirty) return;
     conn->dirty = 1;
@@ -2971,11 +3095,13 @@ static void vrs__owe_close(vrs_server *server, vrs__conn *conn, int code) {
 
 static void vrs__inbound_clear(vrs_server *server, vrs__conn *conn) {
     server->pool.inbound_used -= vrs__chain_clear(&server->pool, &conn->inbound);
+    server->pool.inbound_used -= vrs__chain_clear(&server->pool, &conn->held);
 }
 
 /* Drops the connection at the end of this step; on_close (if owed) reports `code`. */
 static void vrs__kill(vrs_server *server, vrs__conn *conn, int code) {
     vrs__owe_close(server, conn, code);
+    vrs__leave_flow(server, conn);
     conn->dead = 1;
     vrs__needs_attention(server, conn);
 }
@@ -2985,24 +3111,26 @@ static void vrs__kill(vrs_server *server, vrs__conn *conn, int code) {
 static void vrs__finish(vrs_server *server, vrs__conn *conn, int code) {
     vrs__owe_close(server, conn, code);
     conn->state = VRS__DRAINING;
+    vrs__leave_flow(server, conn);
     vrs__inbound_clear(server, conn); /* received bytes are no longer wanted */
     vrs__set_deadline(server, conn, server->now_ms + server->desc.close_timeout_ms);
     vrs__mark_dirty(server, conn);
 }
 
-/* Reserves room for `length` outbound bytes. A client that would pass send_queue_size is a
-   slow consumer, and an empty pool cannot hold the bytes: both end that client alone. */
+/* Reserves room for `length` outbound bytes. A client whose queue would pass the hard cap is
+   a slow consumer, and an empty pool cannot hold the bytes: both end that client alone. */
 typedef enum vrs__space { VRS__SPACE_OK, VRS__SPACE_QUEUE_FULL, VRS__SPACE_POOL_EMPTY } vrs__space;
 
 static vrs__space vrs__outbound_space(vrs_server *server, vrs__conn *conn, size_t length, int is_close) {
     size_t needed = vrs__chain_blocks_needed(&conn->outbound, length);
-    if (!is_close && conn->outbound.length + length > (size_t)server->desc.send_queue_size)
+    if (!is_close && conn->outbound.length + length > server->queue_limit)
         return VRS__SPACE_QUEUE_FULL;
     if (needed > server->pool.free_count) return VRS__SPACE_POOL_EMPTY;
     return VRS__SPACE_OK;
 }
 
 static void vrs__queue_bytes(vrs_server *server, vrs__conn *conn, const void *bytes, size_t length) {
+    if (conn->outbound.length == 0) vrs__queue_starts(server, conn);
     vrs__chain_append(&server->pool, &conn->outbound, bytes, length);
     vrs__mark_dirty(server, conn);
 }
@@ -3051,8 +3179,16 @@ static void vrs__start_close(vrs_server *server, vrs__conn *conn, int code, cons
     if (conn->dead) return;
     conn->state = VRS__CLOSING;
     conn->close_code = (uint16_t)code;
+    vrs__leave_flow(server, conn);
     vrs__set_deadline(server, conn, server->now_ms + server->desc.close_timeout_ms);
     vrs__needs_attention(server, conn);
+}
+
+/* Closes a client that takes no bytes, or cannot be given more, with 1013: it alone goes. */
+static void vrs__close_slow_consumer(vrs_server *server, vrs__conn *conn, vrs_log_item item) {
+    vrs__log(server, item, conn->remote_address);
+    vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
+    vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
 }
 
 /* The pool has no block left for `conn`. The connection holding the most queued bytes is the
@@ -3087,12 +3223,12 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
     int i;
     if (conn->state != VRS__OPEN || conn->dead) return VRS_ERROR_NOT_OPEN; /* a dropped client queues nothing more */
     for (i = 0; i < count; i++) { /* summed against the limit, so that no length can wrap the sum */
-        if (pieces[i].length > (size_t)server->desc.send_queue_size - length) return VRS_ERROR_TOO_LARGE;
+        if (pieces[i].length > server->queue_limit - length) return VRS_ERROR_TOO_LARGE;
         length += pieces[i].length;
     }
     header_length = vrs__frame_header(header, opcode, length);
     total = header_length + length;
-    if (total > (size_t)server->desc.send_queue_size) return VRS_ERROR_TOO_LARGE;
+    if (total > server->queue_limit) return VRS_ERROR_TOO_LARGE;
     space = vrs__outbound_space(server, conn, total, 0);
     while (space == VRS__SPACE_POOL_EMPTY && vrs__evict_largest_queue(server, conn))
         space = vrs__outbound_space(server, conn, total, 0);
@@ -3101,12 +3237,11 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
            this client is the one not reading, unless it has nothing queued at all. */
         vrs_result refused = space == VRS__SPACE_POOL_EMPTY && conn->outbound.length == 0 ? VRS_ERROR_POOL_EXHAUSTED
                                                                                           : VRS_ERROR_SLOW_CONSUMER;
-        vrs__log(server, refused == VRS_ERROR_SLOW_CONSUMER ? VRS_LOG_SLOW_CONSUMER : VRS_LOG_POOL_EXHAUSTED,
-                 conn->remote_address);
-        vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
-        vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+        vrs__close_slow_consumer(server, conn,
+                                 refused == VRS_ERROR_SLOW_CONSUMER ? VRS_LOG_SLOW_CONSUMER : VRS_LOG_POOL_EXHAUSTED);
         return refused;
     }
+    if (conn->outbound.length == 0) vrs__queue_starts(server, conn);
     if ((out = vrs__chain_extend_tail(&server->pool, &conn->outbound, total)) != NULL) {
         /* The usual case while a step fans events out: the frame fits in the block the queue
            ends with, and is written there in one go. */
@@ -3123,6 +3258,7 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
     }
     vrs__mark_dirty(server, conn);
     if (opcode == VRS__OP_TEXT || opcode == VRS__OP_BINARY) server->messages_sent++;
+    if (server->sender && conn->outbound.length > vrs__high_water(server)) vrs__pause(server, server->sender, conn);
     return VRS_OK;
 }
 
@@ -3170,17 +3306,7 @@ static void vrs__respond_error(vrs_server *server, vrs__conn *conn, int status, 
    take, so that an idle connection never wakes the server. */
 static void vrs__set_want_write(vrs_server *server, vrs__conn *conn, int want) {
     conn->want_write = (uint8_t)want;
-#ifdef VRS_USE_EPOLL
-    if (conn->watching_write != want) {
-        struct epoll_event event;
-        VRS_MEMSET(&event, 0, sizeof event);
-        event.events = EPOLLIN | (want ? EPOLLOUT : 0u);
-        event.data.u32 = (uint32_t)(conn - server->conns);
-        if (epoll_ctl(server->epoll_fd, EPOLL_CTL_MOD, conn->fd, &event) == 0) conn->watching_write = (uint8_t)want;
-    }
-#else
-    (void)server;
-#endif
+    vrs__watch(server, conn);
 }
 
 /* Writes what is queued with as few system calls as the socket allows. */
@@ -3208,6 +3334,9 @@ static void vrs__flush(vrs_server *server, vrs__conn *conn) {
         }
         vrs__chain_consume(&server->pool, &conn->outbound, (size_t)written);
         server->bytes_sent += (uint64_t)written;
+        conn->progress_ms = server->now_ms;
+        if (conn->first_waiter != VRS__NONE && conn->outbound.length <= vrs__high_water(server) / 2)
+            vrs__resume_waiters(server, conn);
     }
     if (conn->want_write) vrs__set_want_write(server, conn, 0);
     if (conn->state == VRS__DRAINING && !conn->shutdown_sent && !conn->dead) {
@@ -3444,10 +3573,23 @@ static void vrs__frame_end(vrs_server *server, vrs__conn *conn) {
     }
 }
 
-/* Feeds received bytes (which may be altered in place) through the frame reader. */
+/* Keeps the rest of what was read from a connection that a message just paused, to be parsed
+   when it resumes. When the pool cannot spare the blocks, the rest is parsed now instead. */
+static int vrs__hold(vrs_server *server, vrs__conn *conn, const uint8_t *data, size_t length) {
+    size_t needed = vrs__chain_blocks_needed(&conn->held, length);
+    if (needed > server->pool.free_count || server->pool.inbound_used + needed > server->pool.block_count / 2)
+        return 0;
+    server->pool.inbound_used += (uint32_t)needed;
+    vrs__chain_append(&server->pool, &conn->held, data, length);
+    return 1;
+}
+
+/* Feeds received bytes (which may be altered in place) through the frame reader, until they
+   end or a message pauses the connection. */
 static void vrs__read_frames(vrs_server *server, vrs__conn *conn, uint8_t *data, size_t length) {
     vrs__frame_reader *r = &conn->reader;
     while (length > 0 && (conn->state == VRS__OPEN || conn->state == VRS__CLOSING) && !conn->dead) {
+        if (conn->paused && vrs__hold(server, conn, data, length)) return;
         if (!r->in_payload) {
             int needed = r->header_fill < 2 ? 2 : vrs__frame_header_length(server, conn);
             if (needed == 0) return;
@@ -3498,7 +3640,8 @@ static void vrs__open_websocket(vrs_server *server, vrs__conn *conn, const vrs_r
     conn->state = VRS__OPEN;
     conn->announced = 1;
     server->websocket_count++;
-    vrs__set_deadline(server, conn, server->now_ms + server->desc.idle_timeout_ms);
+    conn->idle_deadline_ms = server->now_ms + server->desc.idle_timeout_ms;
+    vrs__set_deadline(server, conn, vrs__open_deadline(server, conn));
     vrs__log(server, VRS_LOG_CONNECTION_OPENED, conn->remote_address);
     if (server->desc.on_open) server->desc.on_open(server, vrs__handle(server, conn), server->desc.user_data);
 }
@@ -3610,9 +3753,34 @@ static void vrs__read_request(vrs_server *server, vrs__conn *conn, uint8_t *data
     vrs__inbound_clear(server, conn);
 }
 
+/* Parses what a connection held while it was paused, as if it had just been read. */
+static void vrs__read_held(vrs_server *server, vrs__conn *conn) {
+    size_t length = conn->held.length;
+    VRS_ASSERT(length <= VRS__READ_BUFFER_SIZE); /* the rest of one read at most */
+    vrs__chain_gather(&server->pool, &conn->held, server->read_buffer);
+    server->pool.inbound_used -= vrs__chain_clear(&server->pool, &conn->held);
+    server->sender = conn;
+    vrs__read_frames(server, conn, server->read_buffer, length);
+    server->sender = NULL;
+}
+
+/* Resumed connections parse what they held, in the end-of-step pass. */
+static void vrs__read_resumed(vrs_server *server) {
+    while (server->ready_head != VRS__NONE) {
+        vrs__conn *conn = &server->conns[server->ready_head];
+        server->ready_head = conn->next_ready;
+        conn->ready = 0;
+        if (!conn->paused && conn->held.length > 0) vrs__read_held(server, conn);
+    }
+}
+
 static void vrs__read(vrs_server *server, vrs__conn *conn) {
     size_t capacity = VRS__READ_BUFFER_SIZE;
     ssize_t got;
+    if (conn->held.length > 0) { /* what it held comes before anything newer */
+        vrs__read_held(server, conn);
+        if (conn->held.length > 0 || conn->dead) return;
+    }
     if (conn->state == VRS__READING_REQUEST) {
         /* never more than one byte past the limit, so the head fits the assembly buffer */
         capacity = (size_t)server->desc.max_request_size + 1 - conn->inbound.length;
@@ -3628,15 +3796,18 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         return;
     }
     server->bytes_received += (uint64_t)got;
+    server->sender = conn; /* what its messages queue for others may pause it */
     switch (conn->state) {
     case VRS__READING_REQUEST: vrs__read_request(server, conn, server->read_buffer, (size_t)got); break;
     case VRS__OPEN:
-        vrs__set_deadline(server, conn, server->now_ms + server->desc.idle_timeout_ms);
+        conn->idle_deadline_ms = server->now_ms + server->desc.idle_timeout_ms;
+        vrs__set_deadline(server, conn, vrs__open_deadline(server, conn));
         vrs__read_frames(server, conn, server->read_buffer, (size_t)got);
         break;
     case VRS__CLOSING: vrs__read_frames(server, conn, server->read_buffer, (size_t)got); break;
     default: break; /* draining: the bytes are not wanted */
     }
+    server->sender = NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -3676,8 +3847,11 @@ static vrs__conn *vrs__adopt(vrs_server *server, int fd, const struct sockaddr_s
     conn->state = VRS__READING_REQUEST;
     conn->is_rejection = (uint8_t)rejection;
     vrs__chain_init(&conn->inbound);
+    vrs__chain_init(&conn->held);
     vrs__chain_init(&conn->outbound);
     conn->first_channel = VRS__NONE;
+    conn->blocked_on = conn->first_waiter = VRS__NONE;
+    conn->watching_read = 1;
     vrs__format_address(address, conn->remote_address);
     conn->active_position = server->active_count;
     server->active[server->active_count++] = slot;
@@ -3698,9 +3872,17 @@ static vrs__conn *vrs__adopt(vrs_server *server, int fd, const struct sockaddr_s
     return conn;
 }
 
+/* A client is accepted only when a slot can take it: a connection slot, or at capacity a slot
+   that answers 503. Otherwise it waits in the listen backlog, for a slot to free. */
+static int vrs__can_accept(const vrs_server *server) {
+    /* free_slot_count is 0 only when retired slots (see VRS__GENERATION_LIMIT) took the last */
+    return server->now_ms >= server->accept_paused_until_ms && server->free_slot_count > 0 &&
+           (server->open_count < server->desc.max_connections || server->rejection_count < VRS_REJECT_SLOTS);
+}
+
 static void vrs__accept(vrs_server *server) {
     int accepted;
-    for (accepted = 0; accepted < VRS__ACCEPT_BATCH; accepted++) {
+    for (accepted = 0; accepted < VRS__ACCEPT_BATCH && vrs__can_accept(server); accepted++) {
         struct sockaddr_storage address;
         socklen_t address_length = sizeof address;
         int fd = accept(server->listen_fd, VRS__CAST(struct sockaddr *, (void *)&address), &address_length);
@@ -3722,16 +3904,15 @@ static void vrs__accept(vrs_server *server) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         server->connections_accepted++;
         rejection = server->open_count >= server->desc.max_connections;
-        /* free_slot_count is 0 only when retired slots (see VRS__GENERATION_LIMIT) took the last */
-        if ((rejection && server->rejection_count >= VRS_REJECT_SLOTS) || server->free_slot_count == 0) {
-            close(fd); /* even the slots that answer 503 are busy */
-            vrs__log(server, VRS_LOG_CONNECTIONS_FULL, "no slot left to answer: dropped");
-            continue;
-        }
         conn = vrs__adopt(server, fd, &address, rejection);
         if (rejection) {
+            /* The answer goes at once; the request is read and discarded while the socket
+               drains, so that closing never resets it. It lingers a short while only. */
+            int linger = server->desc.close_timeout_ms < VRS__REFUSAL_LINGER_MS ? server->desc.close_timeout_ms
+                                                                                 : VRS__REFUSAL_LINGER_MS;
             vrs__log(server, VRS_LOG_CONNECTIONS_FULL, conn->remote_address);
             vrs__respond_error(server, conn, 503, NULL);
+            vrs__set_deadline(server, conn, server->now_ms + linger);
         } else {
             vrs__set_deadline(server, conn, server->now_ms + server->desc.handshake_timeout_ms);
         }
@@ -3741,6 +3922,7 @@ static void vrs__accept(vrs_server *server) {
 static void vrs__release(vrs_server *server, vrs__conn *conn) {
     uint32_t slot = (uint32_t)(conn - server->conns);
     uint32_t last = server->active[--server->active_count];
+    vrs__leave_flow(server, conn);
     close(conn->fd);
     vrs__inbound_clear(server, conn);
     vrs__chain_clear(&server->pool, &conn->outbound);
@@ -3757,8 +3939,10 @@ static void vrs__release(vrs_server *server, vrs__conn *conn) {
 /* The end-of-step pass: owed on_close calls, then sockets released. A callback may end other
    connections, which join the list; it runs until the list is empty. */
 static void vrs__attend(vrs_server *server) {
-    while (server->attention_head != VRS__NONE || server->dirty_head != VRS__NONE) {
+    while (server->attention_head != VRS__NONE || server->dirty_head != VRS__NONE ||
+           server->ready_head != VRS__NONE) {
         vrs__flush_dirty(server);
+        vrs__read_resumed(server);
         while (server->attention_head != VRS__NONE) {
             vrs__conn *conn = &server->conns[server->attention_head];
             server->attention_head = conn->next_attention;
@@ -3790,6 +3974,13 @@ static void vrs__attend(vrs_server *server) {
     }
 }
 
+/* A paused connection is not idle while bytes it sent wait for us to read them: the pause is
+   ours, and the idle timeout counts from the client's last bytes. */
+static int vrs__client_bytes_wait(const vrs__conn *conn) {
+    char byte;
+    return conn->paused && (conn->held.length > 0 || recv(conn->fd, &byte, 1, MSG_PEEK) > 0);
+}
+
 static void vrs__run_timers(vrs_server *server) {
     uint32_t i;
     if (server->now_ms < server->next_timer_ms) return;
@@ -3807,8 +3998,17 @@ static void vrs__run_timers(vrs_server *server) {
             vrs__respond_error(server, conn, 408, NULL);
             break;
         case VRS__OPEN:
-            vrs__log(server, VRS_LOG_IDLE_TIMEOUT, conn->remote_address);
-            vrs__start_close(server, conn, VRS__CLOSE_GOING_AWAY, "idle timeout");
+            if (conn->outbound.length > 0 &&
+                server->now_ms >= conn->progress_ms + server->desc.slow_consumer_timeout_ms) {
+                vrs__close_slow_consumer(server, conn, VRS_LOG_SLOW_CONSUMER);
+            } else if (server->now_ms >= conn->idle_deadline_ms && !vrs__client_bytes_wait(conn)) {
+                vrs__log(server, VRS_LOG_IDLE_TIMEOUT, conn->remote_address);
+                vrs__start_close(server, conn, VRS__CLOSE_GOING_AWAY, "idle timeout");
+            } else {
+                if (server->now_ms >= conn->idle_deadline_ms)
+                    conn->idle_deadline_ms = server->now_ms + server->desc.idle_timeout_ms;
+                vrs__set_deadline(server, conn, vrs__open_deadline(server, conn));
+            }
             break;
         case VRS__CLOSING:
             vrs__log(server, VRS_LOG_CLOSE_TIMEOUT, conn->remote_address);
@@ -5395,6 +5595,7 @@ static vrs_desc vrs__resolve_defaults(const vrs_desc *given) {
     d.handshake_timeout_ms = vrs__default(d.handshake_timeout_ms, 10000);
     d.idle_timeout_ms = vrs__default(d.idle_timeout_ms, 60000);
     d.close_timeout_ms = vrs__default(d.close_timeout_ms, 5000);
+    d.slow_consumer_timeout_ms = vrs__default(d.slow_consumer_timeout_ms, 20000);
     if (!d.socket_path) d.socket_path = "/socket";
     d.max_channels_per_socket = vrs__default(d.max_channels_per_socket, 100);
     if (d.max_channels == 0) /* twice the connections, as many as the table can hold */
@@ -5435,6 +5636,7 @@ static int vrs__desc_check(const vrs_desc *d, char *why, size_t size) {
     VRS__FIELD_RANGE(handshake_timeout_ms, 1, 0x7FFFFFFF);
     VRS__FIELD_RANGE(idle_timeout_ms, 1, 0x7FFFFFFF);
     VRS__FIELD_RANGE(close_timeout_ms, 1, 0x7FFFFFFF);
+    VRS__FIELD_RANGE(slow_consumer_timeout_ms, 1, 0x7FFFFFFF);
     if (d->disable_phoenix) return 1;
     if (d->socket_path[0] != '/' || strlen(d->socket_path) >= 200) {
         snprintf(why, size, "desc.socket_path \"%.40s\": a path starting with / and shorter than 200 bytes",
@@ -5455,6 +5657,16 @@ static int vrs__desc_check(const vrs_desc *d, char *why, size_t size) {
 static int vrs__desc_is_valid(const vrs_desc *d) {
     char why[160];
     return vrs__desc_check(d, why, sizeof why);
+}
+
+/* The hard cap of a send queue. Flow control keeps a reading client's queue near
+   send_queue_size: it passes it by at most one message from each sender not yet paused, and
+   a sender reaches a client through a room of at most max_peers_per_room peers. A queue
+   that grows past that by the cap holds bytes a client is not reading. */
+static size_t vrs__queue_limit(const vrs_desc *d) {
+    uint64_t limit = 2 * (uint64_t)d->send_queue_size +
+                     ((uint64_t)d->max_peers_per_room + 1) * ((uint64_t)d->max_message_size + 1024);
+    return limit > (uint64_t)(size_t)-1 ? (size_t)-1 : (size_t)limit;
 }
 
 /* One block holds everything; these are the offsets of its parts. */
@@ -5620,10 +5832,10 @@ static int vrs__listen(vrs_server *server) {
 #ifdef VRS_USE_EPOLL
 #define VRS__LISTENER_TAG 0xFFFFFFFFu
 
-/* The listener leaves the epoll set while accepting is paused (out of descriptors), so that
-   its readiness does not wake every step. */
+/* The listener leaves the epoll set while accepting is paused (out of descriptors, or no slot
+   to take a client), so that its readiness does not wake every step. */
 static void vrs__watch_listener(vrs_server *server) {
-    int want = server->now_ms >= server->accept_paused_until_ms;
+    int want = vrs__can_accept(server);
     if (want != server->listener_watched) {
         struct epoll_event event;
         VRS_MEMSET(&event, 0, sizeof event);
@@ -5724,6 +5936,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     server->epoll_fd = -1;
 #endif
     server->desc = d;
+    server->queue_limit = vrs__queue_limit(&d);
     server->owns_memory = owns;
     server->listen_fd = -1;
     server->slot_count = l.slot_count;
@@ -5740,6 +5953,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     for (i = 0; i < l.block_count; i++) server->pool.next[i] = i + 1 < l.block_count ? i + 1 : VRS__NONE;
     server->dirty_head = VRS__NONE;
     server->attention_head = VRS__NONE;
+    server->ready_head = VRS__NONE;
     server->next_timer_ms = INT64_MAX;
     server->now_ms = vrs__clock_ms();
     {
@@ -5807,6 +6021,7 @@ VRS_API void vrs_destroy(vrs_server *server) {
 
 VRS_API int vrs_timeout_ms(vrs_server *server) {
     int64_t now = vrs__clock_ms(), wait;
+    if (server->ready_head != VRS__NONE) return 0; /* resumed connections hold bytes to parse */
     if (server->accept_paused_until_ms > now && server->next_timer_ms > server->accept_paused_until_ms)
         wait = server->accept_paused_until_ms - now;
     else
@@ -5857,6 +6072,7 @@ static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
         conn = &server->conns[slot];
         if (conn->state == VRS__FREE || conn->dead) continue;
         if (events & EPOLLOUT) vrs__flush(server, conn);
+        if (events & (EPOLLHUP | EPOLLERR)) vrs__resume(server, conn); /* reported even while paused */
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) vrs__read(server, conn);
     }
     vrs__finish_step(server, listener_ready, wake_ready);
@@ -5894,7 +6110,7 @@ VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     int count = 0;
     if (capacity < 1) return 0;
     server->now_ms = vrs__clock_ms();
-    fds[0].fd = server->now_ms >= server->accept_paused_until_ms ? server->listen_fd : -1;
+    fds[0].fd = vrs__can_accept(server) ? server->listen_fd : -1;
     fds[0].events = POLLIN;
     fds[0].revents = 0;
     count = 1;
@@ -5907,7 +6123,7 @@ VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     for (i = 0; i < server->active_count && count < capacity; i++) {
         vrs__conn *conn = &server->conns[server->active[i]];
         fds[count].fd = conn->fd;
-        fds[count].events = (short)(POLLIN | (conn->want_write ? POLLOUT : 0));
+        fds[count].events = (short)((conn->paused ? 0 : POLLIN) | (conn->want_write ? POLLOUT : 0));
         fds[count].revents = 0;
         count++;
     }
@@ -5925,6 +6141,7 @@ VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count
         conn = &server->conns[server->active[i - VRS__POLL_FIRST_CONN]];
         if (conn->fd != fds[i].fd || conn->dead) continue;
         if (fds[i].revents & POLLOUT) vrs__flush(server, conn);
+        if (fds[i].revents & (POLLHUP | POLLERR)) vrs__resume(server, conn); /* reported even while paused */
         if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) vrs__read(server, conn);
     }
     vrs__finish_step(server, count > 0 && fds[0].fd == server->listen_fd && (fds[0].revents & POLLIN),

@@ -1379,6 +1379,7 @@ TEST(websocket, slow_consumer_is_closed_alone) {
     int i, echoes = 0, got, saw_pollout = 0;
     REQUIRE(ts && chunk);
     ts->desc.send_queue_size = 64 * 1024;
+    ts->desc.buffer_pool_size = 4 * 1024 * 1024; /* the queue's hard cap comes before the pool's end */
     ts->desc.close_timeout_ms = 200;
     if (ts_server_start(ts) != VRS_OK) free(chunk);
     REQUIRE(ts->server);
@@ -1486,23 +1487,30 @@ TEST(websocket, stale_handle_after_close) {
 TEST(websocket, send_limits) {
     ts_server *ts = ts_server_new();
     ts_client *c;
-    unsigned char *big = (unsigned char *)calloc(1, 70000);
-    REQUIRE(ts && big);
+    unsigned char *big;
+    size_t limit;
+    REQUIRE(ts);
     ts->desc.send_queue_size = 65536;
-    if (ts_server_start(ts) != VRS_OK) free(big);
-    REQUIRE(ts->server);
+    ts->desc.max_message_size = 4096;
+    ts->desc.max_peers_per_room = 1;
+    REQUIRE_EQ_INT(ts_server_start(ts), VRS_OK);
+    /* the hard cap of a queue: twice send_queue_size, and a message from each peer of a room */
+    limit = ts->server->queue_limit;
+    CHECK_EQ_INT(limit, 2 * 65536 + 2 * (4096 + 1024));
+    big = (unsigned char *)calloc(1, limit);
     c = ts_ws_connect(ts);
-    if (!c) free(big);
-    REQUIRE(c);
+    if (!c || !big) free(big);
+    REQUIRE(c && big);
     /* a message that can never fit the queue is refused without closing anyone */
-    CHECK_EQ_INT(vrs_send_binary(ts->server, c->conn, big, 65536), VRS_ERROR_TOO_LARGE);
+    CHECK_EQ_INT(vrs_send_binary(ts->server, c->conn, big, limit - 9), VRS_ERROR_TOO_LARGE);
     CHECK(vrs_conn_is_open(ts->server, c->conn));
-    CHECK_EQ_INT(vrs_send_binary(ts->server, c->conn, big, 60000), VRS_OK);
+    /* one that fits passes send_queue_size: nobody is paused by the host's own sends */
+    CHECK_EQ_INT(vrs_send_binary(ts->server, c->conn, big, limit - 10), VRS_OK);
     free(big);
     {
         ts_frame f;
         CHECK_EQ_INT(ts_read_frame(c, &f, TS_TIMEOUT_MS), 1);
-        CHECK(f.opcode == 2 && f.length == 60000);
+        CHECK(f.opcode == 2 && f.length == limit - 10);
     }
     CHECK_EQ_INT(vrs_get_stats(ts->server).messages_sent, 1);
     CHECK(ws_close_cleanly(c));
@@ -1961,7 +1969,7 @@ TEST(websocket, early_frame_after_a_split_head) {
     WS_END(ts);
 }
 
-TEST(websocket, rejections_beyond_the_reject_slots_are_dropped) {
+TEST(websocket, rejections_beyond_the_reject_slots_wait_for_one) {
     ts_server *ts = ts_server_new();
     ts_client *open, *rejected[VRS_REJECT_SLOTS + 1];
     ts_response r;
@@ -1979,11 +1987,19 @@ TEST(websocket, rejections_beyond_the_reject_slots_are_dropped) {
         CHECK_EQ_INT(r.status, 503);
     }
     CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1 + VRS_REJECT_SLOTS);
-    /* every reject slot is busy: the next client is dropped without an answer */
+    /* every reject slot is busy: the next client waits in the backlog, unanswered */
     rejected[VRS_REJECT_SLOTS] = ts_client_connect(ts);
     REQUIRE(rejected[VRS_REJECT_SLOTS]);
+    CHECK(ts_client_quiet(rejected[VRS_REJECT_SLOTS], 200));
+    CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1 + VRS_REJECT_SLOTS);
+    /* one refused client goes: the waiting one gets its 503, then the end of TCP */
+    ts_client_free(rejected[0]);
+    rejected[0] = NULL;
+    CHECK_EQ_INT(ts_read_response_head(rejected[VRS_REJECT_SLOTS], &r, TS_TIMEOUT_MS), 1);
+    CHECK_EQ_INT(r.status, 503);
+    CHECK_EQ_INT(ts_read_response_body(rejected[VRS_REJECT_SLOTS], &r, TS_TIMEOUT_MS), 1);
     CHECK(ts_wait_eof(rejected[VRS_REJECT_SLOTS], TS_TIMEOUT_MS));
-    CHECK_EQ_INT(rejected[VRS_REJECT_SLOTS]->discarded, 0);
+    CHECK(!rejected[VRS_REJECT_SLOTS]->reset);
     CHECK_EQ_INT(ts->log_counts[VRS_LOG_CONNECTIONS_FULL], VRS_REJECT_SLOTS + 1);
     for (i = 0; i <= VRS_REJECT_SLOTS; i++) ts_client_free(rejected[i]);
     CHECK(ws_echo_text(open, "unbothered"));

@@ -901,6 +901,7 @@ VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *
 #define VRS__IOV_BATCH 64
 #define VRS__ACCEPT_BATCH 64
 #define VRS__POLL_FIRST_CONN 2       /* poll(): fds[0] is the listener, fds[1] the wake-up */
+#define VRS__POOL_WAIT (VRS__NONE - 1) /* blocked_on: paused until the pool has room */
 #define VRS__REFUSAL_LINGER_MS 1000 /* a refused client's socket waits this long for its end */
 
 /* ---------------------------------------------------------------------------------------------
@@ -2857,6 +2858,8 @@ struct vrs_server {
     uint32_t dirty_head;         /* connections with bytes to flush */
     uint32_t attention_head;     /* connections for the end-of-step pass */
     uint32_t ready_head;         /* resumed connections whose held bytes wait to be parsed */
+    uint32_t pool_waiters;       /* senders paused until the pool has room again */
+    uint32_t paused_count;       /* connections not read while queues drain */
     vrs__conn *sender;           /* the connection whose message is being dispatched */
     int64_t now_ms;
     int64_t next_timer_ms;       /* no deadline falls before this */
@@ -2990,10 +2993,29 @@ static void vrs__watch(vrs_server *server, vrs__conn *conn) {
    high-water mark. The sender is then no longer read, and TCP slows it down as it would with
    a relay built on the kernel, until that queue drains under the low-water mark (half the
    high). A queue passes the mark by what was in flight: at most one message from each
-   sender not yet paused. Nothing is dropped for a client that reads. */
+   sender not yet paused. The shared pool is guarded the same way: with less than a quarter
+   of it free, every sender is paused before its next message until three eighths are free.
+   Messages are dispatched one at a time, so only the one under way can pass that mark.
+   Nothing is dropped for a client that reads. */
 
-/* send_queue_size; with less than half the pool free, it falls with what is left, so that
-   queues stop growing before the pool runs dry. */
+static int vrs__pool_strained(const vrs_server *server) {
+    return server->pool.free_count < server->pool.block_count / 2;
+}
+
+/* While some queue is congested (a sender is paused) or the pool is strained, bytes are
+   peeked rather than read, so that a sender paused in the middle of what it sent leaves the
+   rest in the kernel. Otherwise one read is taken at once, as it costs one system call, not
+   two; should it pause its sender, the rest is held in the pool. So only one connection holds
+   bytes at a time: the first to be paused (held bytes are kept while they wait to be parsed). */
+static int vrs__should_peek(const vrs_server *server) {
+    return server->paused_count > 0 || server->ready_head != VRS__NONE || vrs__pool_strained(server);
+}
+
+static int vrs__pool_tight(const vrs_server *server) {
+    return server->pool.free_count < server->pool.block_count / 4;
+}
+
+/* send_queue_size; with less than half the pool free, it falls with what is left. */
 static size_t vrs__high_water(const vrs_server *server) {
     uint64_t high = (uint64_t)server->desc.send_queue_size;
     uint32_t half = server->pool.block_count / 2;
@@ -3001,33 +3023,42 @@ static size_t vrs__high_water(const vrs_server *server) {
     return (size_t)high;
 }
 
+/* The list a paused sender waits in: its receiver's, or the pool's. */
+static uint32_t *vrs__waiters_of(vrs_server *server, uint32_t blocked_on) {
+    return blocked_on == VRS__POOL_WAIT ? &server->pool_waiters : &server->conns[blocked_on].first_waiter;
+}
+
 static void vrs__unlink_waiter(vrs_server *server, vrs__conn *sender) {
-    vrs__conn *receiver = &server->conns[sender->blocked_on];
     if (sender->previous_waiter != VRS__NONE)
         server->conns[sender->previous_waiter].next_waiter = sender->next_waiter;
     else
-        receiver->first_waiter = sender->next_waiter;
+        *vrs__waiters_of(server, sender->blocked_on) = sender->next_waiter;
     if (sender->next_waiter != VRS__NONE)
         server->conns[sender->next_waiter].previous_waiter = sender->previous_waiter;
     sender->blocked_on = VRS__NONE;
 }
 
-/* Stops reading `sender` until `receiver`'s queue drains. A sender already waiting waits on
-   the fuller of the two queues, the one likely to drain last. */
-static void vrs__pause(vrs_server *server, vrs__conn *sender, vrs__conn *receiver) {
-    uint32_t slot = (uint32_t)(receiver - server->conns), sender_slot = (uint32_t)(sender - server->conns);
+/* Stops reading `sender` until the queue of the connection in slot `blocked_on` drains, or
+   the pool has room (VRS__POOL_WAIT). A sender already waiting on a queue waits on the
+   fuller one, the one likely to drain last. */
+static void vrs__pause(vrs_server *server, vrs__conn *sender, uint32_t blocked_on) {
+    uint32_t *waiters, sender_slot = (uint32_t)(sender - server->conns);
     if (sender->state != VRS__OPEN || sender->dead) return;
     if (sender->blocked_on != VRS__NONE) {
-        if (server->conns[sender->blocked_on].outbound.length >= receiver->outbound.length) return;
+        if (sender->blocked_on == VRS__POOL_WAIT || blocked_on == VRS__POOL_WAIT ||
+            server->conns[sender->blocked_on].outbound.length >= server->conns[blocked_on].outbound.length)
+            return;
         vrs__unlink_waiter(server, sender);
     }
-    sender->blocked_on = slot;
+    waiters = vrs__waiters_of(server, blocked_on);
+    sender->blocked_on = blocked_on;
     sender->previous_waiter = VRS__NONE;
-    sender->next_waiter = receiver->first_waiter;
-    if (receiver->first_waiter != VRS__NONE) server->conns[receiver->first_waiter].previous_waiter = sender_slot;
-    receiver->first_waiter = sender_slot;
+    sender->next_waiter = *waiters;
+    if (*waiters != VRS__NONE) server->conns[*waiters].previous_waiter = sender_slot;
+    *waiters = sender_slot;
     if (!sender->paused) {
         sender->paused = 1;
+        server->paused_count++;
         vrs__watch(server, sender);
     }
 }
@@ -3037,6 +3068,7 @@ static void vrs__resume(vrs_server *server, vrs__conn *sender) {
     if (sender->blocked_on != VRS__NONE) vrs__unlink_waiter(server, sender);
     if (!sender->paused) return;
     sender->paused = 0;
+    server->paused_count--;
     vrs__watch(server, sender);
     if (sender->held.length > 0 && !sender->ready) {
         sender->ready = 1;
@@ -3047,6 +3079,12 @@ static void vrs__resume(vrs_server *server, vrs__conn *sender) {
 
 static void vrs__resume_waiters(vrs_server *server, vrs__conn *receiver) {
     while (receiver->first_waiter != VRS__NONE) vrs__resume(server, &server->conns[receiver->first_waiter]);
+}
+
+/* Blocks came back: with three eighths of the pool free, the senders waiting for it resume. */
+static void vrs__pool_recovered(vrs_server *server) {
+    if (server->pool_waiters == VRS__NONE || server->pool.free_count < server->pool.block_count / 8 * 3) return;
+    while (server->pool_waiters != VRS__NONE) vrs__resume(server, &server->conns[server->pool_waiters]);
 }
 
 /* The connection closes or goes: whoever waited for its queue resumes at once, and it no
@@ -3184,9 +3222,16 @@ static void vrs__start_close(vrs_server *server, vrs__conn *conn, int code, cons
     vrs__needs_attention(server, conn);
 }
 
-/* Closes a client that takes no bytes, or cannot be given more, with 1013: it alone goes. */
+/* Closes a client that takes no bytes, or cannot be given more, with 1013: it alone goes.
+   The close frame waits behind its queue; when the pool is strained the queue is dropped
+   with the socket instead, so that its blocks come back at once. */
 static void vrs__close_slow_consumer(vrs_server *server, vrs__conn *conn, vrs_log_item item) {
     vrs__log(server, item, conn->remote_address);
+    if (vrs__pool_strained(server) && conn->outbound.length > 0) {
+        vrs__chain_clear(&server->pool, &conn->outbound); /* it may end inside a frame: no close frame can follow */
+        vrs__kill(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
+        return;
+    }
     vrs__send_close(server, conn, VRS__CLOSE_TRY_AGAIN_LATER, NULL, 0);
     vrs__finish(server, conn, VRS__CLOSE_TRY_AGAIN_LATER);
 }
@@ -3204,8 +3249,7 @@ static int vrs__evict_largest_queue(vrs_server *server, const vrs__conn *conn) {
     }
     if (!largest || largest->outbound.length <= conn->outbound.length) return 0;
     if (largest->state == VRS__OPEN) vrs__log(server, VRS_LOG_SLOW_CONSUMER, largest->remote_address);
-    /* its queue may end inside a frame, so no close frame can follow: the socket is dropped */
-    vrs__chain_clear(&server->pool, &largest->outbound);
+    vrs__chain_clear(&server->pool, &largest->outbound); /* it may end inside a frame: no close frame can follow */
     vrs__kill(server, largest, VRS__CLOSE_TRY_AGAIN_LATER);
     return 1;
 }
@@ -3258,7 +3302,8 @@ static vrs_result vrs__queue_pieces(vrs_server *server, vrs__conn *conn, int opc
     }
     vrs__mark_dirty(server, conn);
     if (opcode == VRS__OP_TEXT || opcode == VRS__OP_BINARY) server->messages_sent++;
-    if (server->sender && conn->outbound.length > vrs__high_water(server)) vrs__pause(server, server->sender, conn);
+    if (server->sender && conn->outbound.length > vrs__high_water(server))
+        vrs__pause(server, server->sender, (uint32_t)(conn - server->conns));
     return VRS_OK;
 }
 
@@ -3337,6 +3382,7 @@ static void vrs__flush(vrs_server *server, vrs__conn *conn) {
         conn->progress_ms = server->now_ms;
         if (conn->first_waiter != VRS__NONE && conn->outbound.length <= vrs__high_water(server) / 2)
             vrs__resume_waiters(server, conn);
+        vrs__pool_recovered(server);
     }
     if (conn->want_write) vrs__set_want_write(server, conn, 0);
     if (conn->state == VRS__DRAINING && !conn->shutdown_sent && !conn->dead) {
@@ -3585,24 +3631,30 @@ static int vrs__hold(vrs_server *server, vrs__conn *conn, const uint8_t *data, s
 }
 
 /* Feeds received bytes (which may be altered in place) through the frame reader, until they
-   end or a message pauses the connection. */
-static void vrs__read_frames(vrs_server *server, vrs__conn *conn, uint8_t *data, size_t length) {
+   end or the connection is paused. The rest is then held, when `may_hold`, or left where it
+   is (peeked bytes stay in the kernel): returns how many bytes were not parsed. */
+static size_t vrs__read_frames(vrs_server *server, vrs__conn *conn, uint8_t *data, size_t length, int may_hold) {
     vrs__frame_reader *r = &conn->reader;
     while (length > 0 && (conn->state == VRS__OPEN || conn->state == VRS__CLOSING) && !conn->dead) {
-        if (conn->paused && vrs__hold(server, conn, data, length)) return;
+        if (conn->state == VRS__OPEN && !conn->paused && server->sender == conn && vrs__pool_tight(server))
+            vrs__pause(server, conn, VRS__POOL_WAIT);
+        if (conn->paused) {
+            if (!may_hold) return length;
+            if (vrs__hold(server, conn, data, length)) return 0;
+        }
         if (!r->in_payload) {
             int needed = r->header_fill < 2 ? 2 : vrs__frame_header_length(server, conn);
-            if (needed == 0) return;
+            if (needed == 0) return 0;
             while (r->header_fill < needed && length > 0) {
                 r->header[r->header_fill++] = *data++;
                 length--;
                 if (r->header_fill == 2) {
                     needed = vrs__frame_header_length(server, conn);
-                    if (needed == 0) return;
+                    if (needed == 0) return 0;
                 }
             }
-            if (r->header_fill < needed) return;
-            if (!vrs__frame_begin(server, conn)) return;
+            if (r->header_fill < needed) return 0;
+            if (!vrs__frame_begin(server, conn)) return 0;
         }
         {
             size_t take = r->payload_due < length ? (size_t)r->payload_due : length;
@@ -3613,6 +3665,7 @@ static void vrs__read_frames(vrs_server *server, vrs__conn *conn, uint8_t *data,
                 vrs__frame_end(server, conn);
         }
     }
+    return length;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -3747,21 +3800,22 @@ static void vrs__read_request(vrs_server *server, vrs__conn *conn, uint8_t *data
         size_t rest = total - head_length;
         memmove(server->read_buffer, head + head_length, rest);
         vrs__inbound_clear(server, conn);
-        vrs__read_frames(server, conn, server->read_buffer, rest);
+        vrs__read_frames(server, conn, server->read_buffer, rest, 1);
         return;
     }
     vrs__inbound_clear(server, conn);
 }
 
-/* Parses what a connection held while it was paused, as if it had just been read. */
+/* Parses what a connection held while it was paused, as if it had just been read; what a new
+   pause leaves unparsed stays held, in the blocks it had. */
 static void vrs__read_held(vrs_server *server, vrs__conn *conn) {
-    size_t length = conn->held.length;
+    size_t length = conn->held.length, rest;
     VRS_ASSERT(length <= VRS__READ_BUFFER_SIZE); /* the rest of one read at most */
     vrs__chain_gather(&server->pool, &conn->held, server->read_buffer);
-    server->pool.inbound_used -= vrs__chain_clear(&server->pool, &conn->held);
     server->sender = conn;
-    vrs__read_frames(server, conn, server->read_buffer, length);
+    rest = vrs__read_frames(server, conn, server->read_buffer, length, 0);
     server->sender = NULL;
+    server->pool.inbound_used -= vrs__chain_consume(&server->pool, &conn->held, length - rest);
 }
 
 /* Resumed connections parse what they held, in the end-of-step pass. */
@@ -3777,16 +3831,24 @@ static void vrs__read_resumed(vrs_server *server) {
 static void vrs__read(vrs_server *server, vrs__conn *conn) {
     size_t capacity = VRS__READ_BUFFER_SIZE;
     ssize_t got;
+    int peek = 0;
     if (conn->held.length > 0) { /* what it held comes before anything newer */
         vrs__read_held(server, conn);
         if (conn->held.length > 0 || conn->dead) return;
+    }
+    if (conn->state == VRS__OPEN) {
+        if (vrs__pool_tight(server)) {
+            vrs__pause(server, conn, VRS__POOL_WAIT); /* its bytes wait in the kernel */
+            return;
+        }
+        peek = vrs__should_peek(server);
     }
     if (conn->state == VRS__READING_REQUEST) {
         /* never more than one byte past the limit, so the head fits the assembly buffer */
         capacity = (size_t)server->desc.max_request_size + 1 - conn->inbound.length;
         if (capacity > VRS__READ_BUFFER_SIZE) capacity = VRS__READ_BUFFER_SIZE;
     }
-    got = recv(conn->fd, server->read_buffer, capacity, 0);
+    got = recv(conn->fd, server->read_buffer, capacity, peek ? MSG_PEEK : 0);
     if (got <= 0) {
         if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
@@ -3802,9 +3864,14 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
     case VRS__OPEN:
         conn->idle_deadline_ms = server->now_ms + server->desc.idle_timeout_ms;
         vrs__set_deadline(server, conn, vrs__open_deadline(server, conn));
-        vrs__read_frames(server, conn, server->read_buffer, (size_t)got);
+        if (peek) { /* take from the kernel what was parsed; the rest stays there */
+            size_t parsed = (size_t)got - vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 0);
+            if (parsed > 0 && !conn->dead) got = recv(conn->fd, server->read_buffer, parsed, 0);
+        } else {
+            vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 1);
+        }
         break;
-    case VRS__CLOSING: vrs__read_frames(server, conn, server->read_buffer, (size_t)got); break;
+    case VRS__CLOSING: vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 1); break;
     default: break; /* draining: the bytes are not wanted */
     }
     server->sender = NULL;
@@ -5954,6 +6021,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     server->dirty_head = VRS__NONE;
     server->attention_head = VRS__NONE;
     server->ready_head = VRS__NONE;
+    server->pool_waiters = VRS__NONE;
     server->next_timer_ms = INT64_MAX;
     server->now_ms = vrs__clock_ms();
     {

@@ -194,7 +194,7 @@ static void run(harness *h, const uint8_t *stream, size_t n, const size_t *cuts,
             h->conn = vrs__handle(s, conn);
         } else {
             uint8_t *piece = fz_exact_copy(stream + start, end - start);
-            vrs__read_frames(s, conn, piece, end - start);
+            vrs__read_frames(s, conn, piece, end - start, 1);
             free(piece);
         }
         start = end;

@@ -987,7 +987,7 @@ static int codec_run(codec_wire *w, const uint8_t *stream, size_t n, const size_
     for (i = 0; i <= cut_count; i++) {
         size_t end = i < cut_count ? cuts[i] : n;
         uint8_t *scratch = codec_exact_copy(stream + start, end - start);
-        vrs__read_frames(w->server, conn, scratch, end - start);
+        vrs__read_frames(w->server, conn, scratch, end - start, 1);
         free(scratch);
         start = end;
     }

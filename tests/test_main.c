@@ -12,6 +12,7 @@
 #include "test_phoenix.c"
 #include "test_hardening.c"
 #include "test_faults.c"
+#include "test_flow.c"
 #include "test_fuzz_regressions.c"
 #include "test_cluster.c"
 

@@ -1640,3 +1640,107 @@ TEST(faults, refused_sockets_never_reach_a_room) {
     CHECK_EQ_INT(ts->server->channel_count, 1);
     CHECK(ft_finish(ts, c, NULL));
 }
+
+/* ---------------------------------------------------------------------------------------------
+   Refusal at capacity
+   ------------------------------------------------------------------------------------------- */
+
+/* Eight clients hold every slot; sixty more arrive at once, each sending its upgrade request as
+   soon as it is connected and closing once the server has ended. Every one gets its 503, then
+   the end of TCP; none is reset or left unanswered (those past the slots that answer wait in
+   the listen backlog for one), and the eight keep working. */
+TEST(faults, refusal_burst_every_client_answered) {
+    enum { MAX = 8, BURST = 60 };
+    static const char request[] = "GET " FT_V2 " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                  "Sec-WebSocket-Version: 13\r\n\r\n";
+    ts_server *ts = px_server_new();
+    ts_client *held[MAX];
+    char ids[MAX][37], got[BURST][256], e[PX_TEXT];
+    size_t length[BURST];
+    int fds[BURST], sent[BURST], ended[BURST], reset[BURST], i, k, done = 0, answered = 0, resets = 0;
+    int64_t deadline;
+    struct sockaddr_in address;
+    REQUIRE(ts);
+    ts->desc.max_connections = MAX;
+    ts->desc.idle_timeout_ms = 30000;
+    REQUIRE(px_start(ts));
+    for (i = 0; i < MAX; i++) {
+        held[i] = ft_ws(ts, 0);
+        REQUIRE(held[i]);
+        REQUIRE(px_join(held[i], "room:full", "1"));
+        REQUIRE(px_relay_join(held[i], "1", "room:full", "null", ids[i], NULL, 0));
+        for (k = 0; k < i; k++) REQUIRE(ft_event_of_type(held[k], "room:full", "peerJoined", NULL, 0));
+    }
+    memset(&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_port = htons((uint16_t)ts->port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (i = 0; i < BURST; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fds[i] >= 0);
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL, 0) | O_NONBLOCK);
+        if (connect(fds[i], (struct sockaddr *)(void *)&address, sizeof address) != 0) REQUIRE(errno == EINPROGRESS);
+        sent[i] = ended[i] = reset[i] = 0;
+        length[i] = 0;
+    }
+    deadline = ts_now_ms() + 10000;
+    while (done < BURST && ts_now_ms() < deadline) {
+        ts_step(ts, 1);
+        for (i = 0; i < BURST; i++) {
+            if (ended[i]) continue;
+            if (!sent[i]) {
+                struct pollfd p;
+                p.fd = fds[i];
+                p.events = POLLOUT;
+                p.revents = 0;
+                if (poll(&p, 1, 0) == 1 && send(fds[i], request, sizeof request - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof request - 1))
+                    sent[i] = 1;
+                if (!sent[i] && (p.revents & (POLLERR | POLLHUP))) reset[i] = ended[i] = 1, done++;
+                continue;
+            }
+            for (;;) {
+                char scratch[256];
+                ssize_t n = recv(fds[i], scratch, sizeof scratch, 0);
+                if (n > 0) {
+                    size_t keep = (size_t)n < sizeof got[i] - 1 - length[i] ? (size_t)n : sizeof got[i] - 1 - length[i];
+                    memcpy(got[i] + length[i], scratch, keep);
+                    length[i] += keep;
+                    continue;
+                }
+                if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                    reset[i] = n < 0;
+                    ended[i] = 1;
+                    done++;
+                    close(fds[i]); /* as a client does once the server has ended */
+                    fds[i] = -1;
+                }
+                break;
+            }
+        }
+    }
+    for (i = 0; i < BURST; i++) {
+        got[i][length[i]] = '\0';
+        if (ended[i] && !reset[i] && strncmp(got[i], "HTTP/1.1 503 ", 13) == 0 && strstr(got[i], "\r\n\r\n503 "))
+            answered++;
+        else if (answered + resets < 3)
+            fprintf(stderr, "    client %d: %s%s, got \"%.40s\"\n", i, ended[i] ? "ended" : "still waiting",
+                    reset[i] ? " by a reset" : "", got[i]);
+        resets += reset[i];
+        if (fds[i] >= 0) close(fds[i]);
+    }
+    CHECK_EQ_INT(answered, BURST);
+    CHECK_EQ_INT(resets, 0);
+    CHECK_EQ_INT(ts->log_counts[VRS_LOG_CONNECTIONS_FULL], BURST);
+    /* the refusals left nothing behind, and the eight keep working */
+    deadline = ts_now_ms() + FT_WAIT_MS;
+    while (vrs_get_stats(ts->server).connections > MAX && ts_now_ms() < deadline) ts_step(ts, 1);
+    CHECK_EQ_INT(vrs_get_stats(ts->server).connections, MAX);
+    CHECK_EQ_INT(ts->server->rejection_count, 0);
+    REQUIRE(ft_custom(held[0], "1", "room:full", NULL, "\"after the burst\"") == 0);
+    snprintf(e, sizeof e, "{\"type\":\"custom\",\"from\":\"%s\",\"data\":\"after the burst\"}", ids[0]);
+    for (i = 1; i < MAX; i++) PX_EXPECT_EVENT(held[i], "room:full", e);
+    for (i = 0; i < MAX; i++) CHECK(px_quiet(held[i]));
+    CHECK_EQ_INT(ts->close_count, 0);
+    CHECK(ft_finish(ts, held[0], held[1], held[2], held[3], held[4], held[5], held[6], held[7], NULL));
+}

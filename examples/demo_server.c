@@ -3,7 +3,7 @@
 
    build/demo_server [--host H] [--port P] [--max-connections N] [--max-rooms N]
                      [--max-peers N] [--max-message BYTES] [--send-queue BYTES]
-                     [--idle-timeout SECONDS] [--handshake-timeout SECONDS] [--origin URL ...]
+                     [--slow-consumer-timeout SECONDS] [--idle-timeout SECONDS] [--handshake-timeout SECONDS] [--origin URL ...]
                      [--web-root DIR] [--ice-server URL[,USERNAME,CREDENTIAL] ...]
                      [--drain-seconds SECONDS]
 
@@ -238,8 +238,10 @@ static void usage(void) {
             "  --max-rooms N            rooms (default: max-connections)\n"
             "  --max-peers N            peers in one room (default 32)\n"
             "  --max-message BYTES      largest message (default 65536)\n"
-            "  --send-queue BYTES       bytes queued for one client at most; a slower one is\n"
-            "                           closed with 1013 (default 262144, at least 256)\n"
+            "  --send-queue BYTES       bytes queued for one client before the server stops\n"
+            "                           reading its senders (default 262144, at least 256)\n"
+            "  --slow-consumer-timeout SECONDS  close a client that takes none of its queued\n"
+            "                           bytes for this long, with 1013 (default 20, at most 86400)\n"
             "  --idle-timeout SECONDS   close silent clients after (default 60, at most 86400)\n"
             "  --handshake-timeout SECONDS  drop unfinished requests after (default 10, at most 86400)\n"
             "  --origin URL             allow this Origin (repeatable; default: any)\n"
@@ -322,6 +324,8 @@ int main(int argc, char **argv) {
             ok = parse_number(value, 1, INT_MAX, &desc.max_message_size);
         } else if (strcmp(option, "--send-queue") == 0) {
             ok = parse_number(value, 256, INT_MAX, &desc.send_queue_size);
+        } else if (strcmp(option, "--slow-consumer-timeout") == 0) {
+            ok = parse_seconds(value, &desc.slow_consumer_timeout_ms);
         } else if (strcmp(option, "--idle-timeout") == 0) {
             ok = parse_seconds(value, &desc.idle_timeout_ms);
         } else if (strcmp(option, "--handshake-timeout") == 0) {

@@ -121,14 +121,40 @@
      are ignored. A close frame's code is checked (1000-1003, 1007-1014 and 3000-4999 are
      valid; others close with 1002), its reason must be UTF-8 (else 1007), and the code is
      echoed before the server closes the TCP connection.
-   - Writes go through a bounded queue per connection, flushed at the end of each step with one
-     system call per connection where possible; POLLOUT is asked for only while bytes are
-     pending. A client whose queue would pass send_queue_size is closed with 1013 (logged as
-     VRS_LOG_SLOW_CONSUMER); no other client notices. When the shared pool runs dry first,
-     the client with the most bytes queued (the one not reading) is dropped to make room.
+   - Writes go through a queue per connection, flushed at the end of each step with one system
+     call per connection where possible; POLLOUT is asked for only while bytes are pending.
+   - Flow control: no client that keeps reading is closed or loses a message. When a client's
+     queue passes send_queue_size, the server stops reading the connection whose message is
+     being handled (in the relay, the peers of its rooms; with the host's logic, whoever's
+     message led to the push) until that queue drains under half of it, and TCP slows the
+     sender down. The queue passes the mark by at most one message of each sender. With less
+     than half of the shared pool free the mark falls with it, and with less than a quarter
+     free every sender waits before its next message until three eighths are free, so that
+     the pool does not run dry. A paused connection is not idle while bytes it sent wait.
+   - A slow consumer makes no progress: bytes have waited for it and it took none of them for
+     slow_consumer_timeout_ms. The default, 20 s, outlasts the stalls of a browser on a bad
+     network (an outage of about 10 s, then TCP's backed-off retransmission) and is shorter
+     than the 30 s after which phoenix.js gives up on an unanswered heartbeat, so that senders
+     paused behind a stalled client have theirs answered in time. It is closed with 1013
+     (VRS_LOG_SLOW_CONSUMER), alone, and whoever waited for it resumes at once; so is a client
+     whose queue reaches the hard cap, 2 * send_queue_size + (max_peers_per_room + 1) *
+     (max_message_size + 1024) bytes, which flow control keeps reading clients far from. Should
+     the pool run dry all the same, the client with the most bytes queued is dropped.
+   - Pushes that no client's message led to (from a timer or the host's own loop) cannot pause
+     anyone: they queue past send_queue_size, up to the hard cap. vrs_send, vrs_peer_send, the
+     broadcasts and vrs_peer_push then return VRS_ERROR_SLOW_CONSUMER or
+     VRS_ERROR_POOL_EXHAUSTED when that client had to be closed (it alone; the others got their
+     copy), VRS_ERROR_NOT_OPEN for a client already closing, VRS_ERROR_TOO_LARGE for a message
+     over the hard cap. A host that pushes much on its own should pace itself.
+   - At max_connections, a new client gets 503 and then the close from one of VRS_REJECT_SLOTS
+     slots kept for that: its request is read and discarded and our side of TCP closed, so the
+     client is never reset, and the slot waits at most 1 s (or close_timeout) for the client's
+     end. While every such slot is busy, new clients wait in the listen backlog: a flood of
+     them pins neither descriptors nor memory, and takes no slot a real client needs.
    - Timers: handshake_timeout (a client that never finishes its request gets 408), idle_timeout
-     (no data from the client: close 1001), close_timeout (how long to wait for the peer's
-     close frame and for the TCP connection to end after ours).
+     (no bytes from the client for that long: close 1001), slow_consumer_timeout (above),
+     close_timeout (how long to wait for the peer's close frame and for the TCP connection to
+     end after ours).
 
    THE PHOENIX SOCKET
    ------------------
@@ -207,7 +233,8 @@
    bytes more; queued and partially received bytes live in
    a shared pool of VRS_BLOCK_SIZE blocks (buffer_pool_size bytes), taken only while bytes wait
    and handed back LIFO, so an idle connection holds no buffer at all. At most half of the
-   pool holds received bytes, so clients sending large messages cannot starve the sending side.
+   pool holds received bytes (bytes read from a connection that was then paused among them),
+   so clients sending large messages cannot starve the sending side.
    The server adds one read buffer, one buffer of max_message_size to assemble fragmented
    messages and, for the Phoenix socket, the buffers that build outgoing messages (sized for
    the relay's largest event: max_peers_per_room peers with max_metadata_size metadata each).
@@ -276,7 +303,8 @@ typedef enum vrs_result {
     VRS_ERROR_INVALID_CONNECTION, /* the handle is stale or was never valid */
     VRS_ERROR_NOT_OPEN,           /* the connection is not (or no longer) an open WebSocket */
     VRS_ERROR_TOO_LARGE,          /* the message can never fit the send queue or the frame rules */
-    VRS_ERROR_SLOW_CONSUMER,      /* the send queue overflowed; the client is being closed */
+    VRS_ERROR_SLOW_CONSUMER,      /* the client takes no bytes (or its queue is at the hard cap);
+                                     it is being closed */
     VRS_ERROR_POOL_EXHAUSTED,     /* the shared buffer pool is empty; the client is being closed */
     VRS_ERROR_SYSTEM,             /* a system call failed (errno tells why) */
     VRS_ERROR_INVALID_JSON,       /* the text is not one valid JSON value (RFC 8259) */
@@ -315,7 +343,7 @@ typedef enum vrs_log_level {
     X(PROTOCOL_ERROR, INFO, "WebSocket protocol violation: closing with 1002")                    \
     X(INVALID_UTF8, INFO, "invalid UTF-8: closing with 1007")                                     \
     X(MESSAGE_TOO_LARGE, INFO, "message larger than max_message_size: closing with 1009")         \
-    X(SLOW_CONSUMER, WARNING, "send queue full: closing the client with 1013")                    \
+    X(SLOW_CONSUMER, WARNING, "no progress, or the send queue at its cap: closing with 1013")     \
     X(POOL_EXHAUSTED, WARNING, "buffer pool exhausted: closing the client with 1013")             \
     X(CONNECTION_RESET, INFO, "the client's connection ended without a close frame")              \
     X(SYSTEM_ERROR, ERROR, "a system call failed")                                               \
@@ -456,13 +484,14 @@ typedef struct vrs_desc {
     int max_connections;       /* 1024 open connections (at most 1,048,575); one more gets 503 */
     int max_message_size;      /* 65536 bytes in one reassembled message; more closes with 1009 */
     int max_request_size;      /* 8192 bytes of HTTP request head; more gets 431 */
-    int send_queue_size;       /* 262144 bytes queued for one client; more closes it with 1013 */
+    int send_queue_size;       /* 262144 bytes queued for one client; more pauses the senders
+                                  adding to it (THE WEBSOCKET SERVER: flow control) */
     int buffer_pool_size;      /* max_connections * 16 KiB: the shared block pool, in bytes */
     int handshake_timeout_ms;  /* 10000: from accept to a complete request head */
-    int idle_timeout_ms;       /* 60000: no data from an open client; closes with 1001 */
+    int idle_timeout_ms;       /* 60000: no bytes from an open client; closes with 1001 */
     int close_timeout_ms;      /* 5000: waiting for the peer's close frame and TCP end */
     int slow_consumer_timeout_ms; /* 20000: bytes waited for a client and it took none of them;
-                                     closes it with 1013 (THE WEBSOCKET SERVER says why 20 s) */
+                                     closes it with 1013 (THE WEBSOCKET SERVER: why 20 s) */
 
     /* A request that asks for a WebSocket upgrade passed every RFC 6455 check. Set
        answer->refuse_status to refuse it, or answer with vrs_http_respond, which refuses it

@@ -102,6 +102,7 @@ def flags(runs):
 SCENARIOS = {
     "A": ("50 rooms × 4 peers, 200 B", "200 B"),
     "B": ("10 rooms × 16 peers, 2,000 B", "2,000 B"),
+    "B32": ("10 rooms × 16 peers, 2,000 B, 32 in flight", "2,000 B, 32 in flight"),
 }
 
 

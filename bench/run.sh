@@ -4,7 +4,7 @@
 # Builds the demo server (-O2, waiting the way the Makefile builds it), the load generator and
 # the bare TCP relay; runs every scenario with the server (or relay) pinned to core 0 and the
 # generator to core 1; prints a markdown table and writes bench/results/latest.md,
-# bench/results/fanout.svg and the raw figures (bench/results/raw.txt). About 2.5 minutes.
+# bench/results/fanout.svg and the raw figures (bench/results/raw.txt). About 3 minutes.
 #
 # Environment: BENCH_SECONDS (measured seconds per fanout run, default 3), BENCH_REPEATS (3),
 # BENCH_QUICK=1 (a fast smoke run: 1 repeat, short windows, 2,000 idle connections),
@@ -155,6 +155,9 @@ summary() {
 # --- scenarios ----------------------------------------------------------------------------
 A="--rooms 50 --peers 4 --size 200 --window 16"
 B="--rooms 10 --peers 16 --size 2000 --window 4"
+# B with 32 events in flight per peer: each receiver can be owed 15 x 32 events (about 1 MB,
+# four times send_queue_size), so the server's flow control, not its queue, carries the burst
+B32="--rooms 10 --peers 16 --size 2000 --window 32"
 FAN="--mode fanout --seconds $SECONDS_PER_RUN --warmup 0.5"
 
 echo "bench: fanout, $REPEATS runs each, server and bare TCP relay alternating" >&2
@@ -163,6 +166,8 @@ for rep in $(seq 1 "$REPEATS"); do
     run fanout-A relay $FAN $A
     run fanout-B server $FAN $B
     run fanout-B relay $FAN $B
+    run fanout-B32 server $FAN $B32
+    run fanout-B32 relay $FAN $B32
 done
 
 echo "bench: fanout beside $IDLE_BIG idle connections" >&2

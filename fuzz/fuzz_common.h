@@ -677,11 +677,41 @@ FZ_FN uint32_t fz_chain_blocks(const vrs_server *s, const vrs__chain *c) {
 }
 
 /* Every table invariant of a server between steps. */
+/* Flow control: a connection is paused exactly when it waits in one list (its receiver's, or
+   the pool's), and only while open; a receiver with waiters is open; bytes are held only by a
+   paused connection (the end-of-step pass parsed those of the resumed ones); epoll watches
+   for reading exactly the connections that are not paused. */
+static void fz_check_flow(vrs_server *s, const vrs__conn *conn) {
+    uint32_t slot = (uint32_t)(conn - s->conns), index, count = 0;
+    FZ_CHECK(conn->paused == (conn->blocked_on != VRS__NONE));
+    FZ_CHECK(!conn->ready);
+    if (conn->held.length > 0) FZ_CHECK(conn->paused);
+    FZ_CHECK(conn->held.length <= 65536);
+    if (conn->paused) {
+        uint32_t *list = conn->blocked_on == VRS__POOL_WAIT ? &s->pool_waiters : &s->conns[conn->blocked_on].first_waiter;
+        int found = 0;
+        FZ_CHECK(conn->state == VRS__OPEN);
+        if (conn->blocked_on != VRS__POOL_WAIT) FZ_CHECK(conn->blocked_on < s->slot_count);
+        for (index = *list; index != VRS__NONE && count <= s->slot_count; index = s->conns[index].next_waiter, count++)
+            if (index == slot) found = 1;
+        FZ_CHECK_MSG(found, "paused connection %u is not in the list it waits in", slot);
+    }
+    count = 0;
+    for (index = conn->first_waiter; index != VRS__NONE; index = s->conns[index].next_waiter) {
+        FZ_CHECK(index < s->slot_count && s->conns[index].blocked_on == slot);
+        FZ_CHECK(++count <= s->slot_count);
+    }
+    if (count) FZ_CHECK(conn->state == VRS__OPEN);
+#ifdef VRS_USE_EPOLL
+    FZ_CHECK(conn->watching_read == !conn->paused);
+#endif
+}
+
 FZ_FN void fz_check_tables(vrs_server *s) {
     uint32_t i, blocks = 0, inbound_blocks = 0, free_walk = 0, block;
     int websockets = 0, opens = 0, rejections = 0, channels = 0, rooms = 0;
     vrs_stats stats = vrs_get_stats(s);
-    FZ_CHECK(s->dirty_head == VRS__NONE && s->attention_head == VRS__NONE);
+    FZ_CHECK(s->dirty_head == VRS__NONE && s->attention_head == VRS__NONE && s->ready_head == VRS__NONE);
     FZ_CHECK(s->active_count + s->free_slot_count == s->slot_count);
     FZ_CHECK(stats.connections == (int)s->active_count);
     FZ_CHECK(stats.connections <= s->desc.max_connections + VRS_REJECT_SLOTS);
@@ -699,8 +729,9 @@ FZ_FN void fz_check_tables(vrs_server *s) {
         if (conn->is_rejection) rejections++;
         else opens++;
         blocks += fz_chain_blocks(s, &conn->outbound);
-        inbound_blocks += fz_chain_blocks(s, &conn->inbound);
-        if (conn->state == VRS__DRAINING) FZ_CHECK(conn->inbound.length == 0);
+        inbound_blocks += fz_chain_blocks(s, &conn->inbound) + fz_chain_blocks(s, &conn->held);
+        if (conn->state == VRS__DRAINING) FZ_CHECK(conn->inbound.length == 0 && conn->held.length == 0);
+        fz_check_flow(s, conn);
         for (index = conn->first_channel; index != VRS__NONE; index = s->channels[index].next_in_conn) {
             FZ_CHECK(index < (uint32_t)s->desc.max_channels);
             FZ_CHECK(s->channels[index].in_use && s->channels[index].conn == slot);
@@ -714,6 +745,15 @@ FZ_FN void fz_check_tables(vrs_server *s) {
     for (i = 0; i < s->free_slot_count; i++) FZ_CHECK(s->conns[s->free_slots[i]].state == VRS__FREE);
     FZ_CHECK(websockets == s->websocket_count && stats.open_connections == websockets);
     FZ_CHECK(opens == s->open_count && rejections == s->rejection_count);
+    {
+        uint32_t paused = 0, index, pool_waiting = 0;
+        for (i = 0; i < s->active_count; i++) paused += s->conns[s->active[i]].paused;
+        FZ_CHECK_MSG(paused == s->paused_count, "%u paused, counted %u", paused, s->paused_count);
+        for (index = s->pool_waiters; index != VRS__NONE; index = s->conns[index].next_waiter) {
+            FZ_CHECK(index < s->slot_count && s->conns[index].blocked_on == VRS__POOL_WAIT);
+            FZ_CHECK(++pool_waiting <= s->slot_count);
+        }
+    }
     FZ_CHECK(opens <= s->desc.max_connections && rejections <= VRS_REJECT_SLOTS);
     for (i = 0; i < (uint32_t)s->desc.max_channels; i++) {
         vrs__channel *c = &s->channels[i];

@@ -20,8 +20,10 @@
                joined, a binary push (kind 0) - each from client (digit % clients)
      'w'       time passes (3 s: idle timers run)
      'p' + digit: that client stops (or resumes) reading its socket; the server end of every
-               socket pair has a small send buffer, so its queue builds up: slow consumers,
-               and a pool (24 blocks) that runs dry and drops the fullest queue
+               socket pair has a small send buffer, so its queue builds up past the 16 KiB
+               send queue: the peers sending to it are paused and resumed (flow control), the
+               pool (24 blocks) comes under pressure, and a client that takes nothing for the
+               2 s slow-consumer timeout is closed
      anything else: as a digit, client (byte % clients)
    Peer ids are deterministic (fuzz_common.h): the k-th join gets a0000000-0000-4000-8000-0000000000kk
    in hex, so inputs can address peers ("to") by id.
@@ -393,7 +395,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     desc.max_connections = 6;
     desc.max_message_size = 8192;
     desc.max_request_size = 1024;
-    desc.send_queue_size = 65536;
+    desc.send_queue_size = 16384;
+    desc.slow_consumer_timeout_ms = 2000;
     desc.buffer_pool_size = 24 * VRS_BLOCK_SIZE;
     desc.handshake_timeout_ms = 2000;
     desc.idle_timeout_ms = 5000;

@@ -2,7 +2,8 @@
    (127.0.0.1, an ephemeral port), with small limits so that every "full" answer is reachable:
    2 connections (a third and fourth client get 503 from the reject slots), 3 channels, 2 per
    socket, 2 rooms, 2 peers a room, room ids of 8 bytes, metadata of 64, messages of 8 KiB, a
-   512-byte request head, an 8 KiB send queue and a pool of 8 to 64 blocks.
+   512-byte request head, an 8 KiB send queue (past it, senders are paused: flow control), a
+   slow-consumer timeout of 1 s and a pool of 8 to 64 blocks.
 
    Input: byte 0 is the configuration:
      bit 0     desc.on_message set: every path but the socket's is an echo WebSocket endpoint
@@ -18,7 +19,8 @@
      bit 2     the end: vrs_destroy with the clients still connected (they must see valid
                frames, a close 1001 last), instead of closing them and stepping until empty
      bit 3     small socket buffers (the server's SO_SNDBUF, the clients' SO_RCVBUF), so that
-               writes stop short and queues build up (want_write, slow consumers, eviction)
+               writes stop short and queues build up (want_write, paused and resumed senders,
+               held bytes, the pool under pressure, slow consumers, eviction)
      bit 4     a host room logic instead of the relay: it answers media events through the
                host API (vrs_room_broadcast[_except], vrs_peer_send, vrs_peer_push[_binary],
                vrs_room_close, vrs_close) and checks the handles it is given
@@ -41,7 +43,7 @@
    Checked after every step: every table invariant (fz_check_tables: connections within
    max + reject slots, pool blocks used within the total and equal to the blocks the chains
    hold, channel and room counts equal to what a scan finds, active positions right, room
-   lists and hash chains consistent); what each client receives is an HTTP response head (a
+   lists and hash chains consistent, every paused connection in the one list it waits in); what each client receives is an HTTP response head (a
    101 followed by valid server frames, JSON on the Phoenix socket; or an error or plain
    response with no more bytes than its Content-Length, and none at all for HEAD); on_close
    comes once for every on_open, never for anything else. At the end every client resets its
@@ -478,6 +480,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     desc.handshake_timeout_ms = 1000;
     desc.idle_timeout_ms = 3000;
     desc.close_timeout_ms = 500;
+    desc.slow_consumer_timeout_ms = 1000;
     desc.max_channels = 3;
     desc.max_channels_per_socket = 2;
     desc.max_rooms = 2;

@@ -4067,6 +4067,7 @@ static void vrs__attend(vrs_server *server) {
                 vrs__release(server, conn);
             }
         }
+        vrs__pool_recovered(server); /* with the blocks of the connections released */
     }
 }
 

@@ -850,7 +850,12 @@ FZ_FN void fz_deterministic_ids(vrs_server *s, int count) {
    that much closer. */
 FZ_FN void fz_warp(vrs_server *s, int64_t ms) {
     uint32_t i;
-    for (i = 0; i < s->active_count; i++) s->conns[s->active[i]].deadline_ms -= ms;
+    for (i = 0; i < s->active_count; i++) {
+        vrs__conn *conn = &s->conns[s->active[i]];
+        conn->deadline_ms -= ms;
+        conn->idle_deadline_ms -= ms;
+        conn->progress_ms -= ms;
+    }
     if (s->next_timer_ms != INT64_MAX) s->next_timer_ms -= ms;
     s->accept_paused_until_ms -= ms;
 }

@@ -231,6 +231,11 @@ seed("relay", relay_seed(0x02, [
 seed("relay", relay_seed(0x06, ["p1", "p2", "p3"] + ["0" + event({"type": "custom", "data": "z" * 7000})] * 12 +
                          ["p1", "0" + event({"type": "custom", "data": 1})]))
 seed("relay", relay_seed(0x3F, ["l2", "j2", "2" + as_string(JOIN), "l0", "j0", "b" + as_string(JOIN), "3" + as_string(JOIN)]))
+# flow control: client 2 stops reading while 0 and 1 burst; they are paused, then it takes
+# nothing for the slow-consumer timeout and goes; then another stalls and reads again
+seed("relay", relay_seed(0x06, ["p2"] + [k + event({"type": "custom", "data": "f" * 3000}) for k in "01" * 20] +
+                         ["h0", "w"] + ["0" + event({"type": "custom", "data": n}) for n in range(8)] +
+                         ["p3"] + ["1" + event({"type": "custom", "data": "g" * 3000})] * 16 + ["p3", "h1"]))
 
 # ---- server: 2 config bytes, then operations (client k = byte & 3, op = byte >> 2) ----
 
@@ -301,6 +306,13 @@ seed("server", script(0x01, op(CONNECT, 0), op(UPGRADE, 0, 3), op(READ, 0),
                       op(STEP, 0), more=0x08))
 seed("server", script(0x00, op(CONNECT, 0), op(UPGRADE, 0, 0), op(READ, 0), op(PUMP, 0, 63), op(PUMP, 0, 63),
                       op(STEP, 0), op(STEP, 0), more=0x08))
+# flow control: a relay peer stops reading while the other sends to it (paused, then resumed when
+# it reads again), then stops again for longer than the slow-consumer timeout
+seed("server", script(0x20, op(CONNECT, 0), op(UPGRADE, 0, 0), phx(0, JOIN_A), phx(0, RELAY_JOIN, 1),
+                      op(CONNECT, 1), op(UPGRADE, 1, 0), phx(1, JOIN_A), phx(1, RELAY_JOIN, 2), op(READ, 1),
+                      *[phx(0, CUSTOM, n) for n in range(60)], op(PUMP, 0, 63), op(STEP, 0), op(READ, 1),
+                      op(STEP, 0), op(READ, 1), *[phx(0, CUSTOM, n) for n in range(60)], op(WARP, 0, 1),
+                      op(STEP, 0), phx(0, HEARTBEAT), op(STEP, 0), more=0x08))
 # IPv6 and IPv4 clients on "::"; on_upgrade; the host shutting down with clients connected
 seed("server", script(0x01, op(CONNECT, 0), op(CONNECT, 1), op(UPGRADE, 0, 3), op(UPGRADE, 1, 0x83),
                       op(FRAME, 0, 0x81, 2) + b"hi", op(CLOSE, 1), op(CONNECT, 1), op(UPGRADE, 1, 0x43), op(CLOSE, 1),

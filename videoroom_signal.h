@@ -127,10 +127,11 @@
      queue passes send_queue_size, the server stops reading the connection whose message is
      being handled (in the relay, the peers of its rooms; with the host's logic, whoever's
      message led to the push) until that queue drains under half of it, and TCP slows the
-     sender down. The queue passes the mark by at most one message of each sender. With less
-     than half of the shared pool free the mark falls with it, and with less than a quarter
-     free every sender waits before its next message until three eighths are free, so that
-     the pool does not run dry. A paused connection is not idle while bytes it sent wait.
+     sender down. The queue passes the mark by what was in flight, about one message of each
+     sender. With less than half of the shared pool free the mark falls with it, and with less
+     than a quarter free every sender waits before its next message until three eighths are
+     free, so that the pool does not run dry. A paused connection is not idle while bytes it
+     sent wait.
    - A slow consumer makes no progress: bytes have waited for it and it took none of them for
      slow_consumer_timeout_ms. The default, 20 s, outlasts the stalls of a browser on a bad
      network (an outage of about 10 s, then TCP's backed-off retransmission) and is shorter
@@ -140,9 +141,9 @@
      whose queue reaches the hard cap, 2 * send_queue_size + (max_peers_per_room + 1) *
      (max_message_size + 1024) bytes, which flow control keeps reading clients far from. Should
      the pool run dry all the same, the client with the most bytes queued is dropped.
-   - Pushes that no client's message led to (from a timer or the host's own loop) cannot pause
-     anyone: they queue past send_queue_size, up to the hard cap. vrs_send, vrs_peer_send, the
-     broadcasts and vrs_peer_push then return VRS_ERROR_SLOW_CONSUMER or
+   - Pushes that no client's message led to (from a timer, desc.on_wake or the host's own loop)
+     cannot pause anyone: they queue past send_queue_size, up to the hard cap. vrs_send,
+     vrs_peer_send, the broadcasts and vrs_peer_push then return VRS_ERROR_SLOW_CONSUMER or
      VRS_ERROR_POOL_EXHAUSTED when that client had to be closed (it alone; the others got their
      copy), VRS_ERROR_NOT_OPEN for a client already closing, VRS_ERROR_TOO_LARGE for a message
      over the hard cap. A host that pushes much on its own should pace itself.
@@ -583,7 +584,9 @@ VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count
    or next step, which then calls desc.on_wake once. Calls coalesce; it never blocks. */
 VRS_API void vrs_wake(vrs_server *server);
 
-/* Queue a whole message (one frame) to an open connection. */
+/* Queue a whole message (one frame) to an open connection. Called while a client's message is
+   handled, a send to a congested client pauses that sender; from elsewhere (a timer, on_wake,
+   the host's own loop) it pauses nobody (THE WEBSOCKET SERVER says which results to expect). */
 VRS_API vrs_result vrs_send(vrs_server *server, vrs_conn conn, vrs_message_type type,
                             const void *data, size_t length);
 VRS_API vrs_result vrs_send_text(vrs_server *server, vrs_conn conn, const char *text,

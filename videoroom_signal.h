@@ -2891,7 +2891,6 @@ struct vrs_server {
     uint32_t attention_head;     /* connections for the end-of-step pass */
     uint32_t ready_head;         /* resumed connections whose held bytes wait to be parsed */
     uint32_t pool_waiters;       /* senders paused until the pool has room again */
-    uint32_t paused_count;       /* connections not read while queues drain */
     vrs__conn *sender;           /* the connection whose message is being dispatched */
     int64_t now_ms;
     int64_t next_timer_ms;       /* no deadline falls before this */
@@ -2922,6 +2921,7 @@ struct vrs_server {
     size_t random_fill, random_used;
     uint64_t topic_key;              /* the room handle topic_json is for; 0: none */
     int random_fd;
+    uint32_t paused_count;           /* connections not read while queues drain */
     char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
     uint8_t random_pool[512];
     int wake_fds[2];                 /* read end, write end: one eventfd twice on Linux */
@@ -3898,7 +3898,8 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         vrs__set_deadline(server, conn, vrs__open_deadline(server, conn));
         if (peek) { /* take from the kernel what was parsed; the rest stays there */
             size_t parsed = (size_t)got - vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 0);
-            if (parsed > 0 && !conn->dead) got = recv(conn->fd, server->read_buffer, parsed, 0);
+            if (parsed > 0 && !conn->dead && recv(conn->fd, server->read_buffer, parsed, 0) < 0)
+                vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
         } else {
             vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 1);
         }

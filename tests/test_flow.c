@@ -3,7 +3,9 @@
    load generator does. A receiver's queue passes send_queue_size; its senders are paused, not
    the receiver closed. Every reader gets every event in order and nobody is closed; a reader
    that stalls goes alone, with 1013, after slow_consumer_timeout_ms; a reader that is slow but
-   steady keeps everyone; a paused sender is not idle, and its heartbeats are answered.
+   steady keeps everyone; a paused sender is not idle, and its heartbeats are answered. The
+   burst runs through the relay (vrs_step and the host's own poll loop) and through a host
+   room logic that broadcasts with vrs_room_broadcast_except.
 
    The sockets get small buffers (8 KiB each way, as on a slow path), so that what is owed to
    a client waits in the server's queue rather than in the kernel's. */
@@ -30,7 +32,16 @@ typedef struct fl_room {
     int window;                 /* events of its own a peer keeps in flight */
     int events;                 /* events each sending peer sends */
     int paused_seen;            /* a sender was seen paused */
+    int host_logic;             /* the host's room logic relays (no relay join, no "from") */
 } fl_room;
+
+/* The host's room logic: every media event goes to the room's other peers. */
+static int fl_host_failures;
+static void fl_host_broadcast(vrs_server *server, vrs_room room, vrs_peer peer, const char *data, size_t length,
+                              void *user_data) {
+    (void)user_data;
+    if (vrs_room_broadcast_except(server, room, peer, data, length) != VRS_OK) fl_host_failures++;
+}
 
 static void fl_small_buffers(ts_server *ts, ts_client *c) {
     vrs__conn *conn = vrs__lookup(ts->server, c->conn);
@@ -40,8 +51,9 @@ static void fl_small_buffers(ts_server *ts, ts_client *c) {
 
 /* Starts a relay server for a room of `count` peers and joins them, in order. */
 static int fl_room_start(fl_room *room, ts_server *ts, int count, int window, int events) {
-    int i, j;
+    int i, j, host_logic = ts->desc.room_logic.on_media_event == fl_host_broadcast;
     memset(room, 0, sizeof *room);
+    room->host_logic = host_logic;
     room->ts = ts;
     room->count = count;
     room->window = window;
@@ -51,6 +63,10 @@ static int fl_room_start(fl_room *room, ts_server *ts, int count, int window, in
         fl_peer *p = &room->peers[i];
         p->c = ft_ws(ts, 8192);
         if (!p->c || !px_join(p->c, "room:flow", "1")) return 0;
+        if (host_logic) {
+            fl_small_buffers(ts, p->c);
+            continue;
+        }
         if (!px_relay_join(p->c, "1", "room:flow", "null", p->id, NULL, 0)) return 0;
         for (j = 0; j < i; j++)
             if (!ft_event_of_type(room->peers[j].c, "room:flow", "peerJoined", NULL, 0)) return 0;
@@ -101,8 +117,11 @@ static void fl_take(fl_room *room, fl_peer *p, const ts_frame *f) {
         p->peer_left++;
         return;
     }
-    if (strcmp(type, "custom") != 0 || !px_field_string(e, "from", from, sizeof from) ||
-        (sender = fl_peer_index(room, from)) < 0 || !px_field(e, "data.seq", seq, sizeof seq) ||
+    if (room->host_logic) /* no "from": the sender's index travels in the data */
+        sender = px_field(e, "data.peer", from, sizeof from) ? atoi(from) : -1;
+    else
+        sender = px_field_string(e, "from", from, sizeof from) ? fl_peer_index(room, from) : -1;
+    if (strcmp(type, "custom") != 0 || sender < 0 || sender >= room->count || !px_field(e, "data.seq", seq, sizeof seq) ||
         atoi(seq) != p->next_from[sender]) {
         if (p->bad++ < 3) fprintf(stderr, "    peer %d: unexpected event %.120s\n", (int)(p - room->peers), e);
         return;
@@ -155,7 +174,7 @@ static void fl_send(fl_room *room, int i) {
     fl_peer *p = &room->peers[i];
     if (!pad[0]) memset(pad, 'x', FL_PAD);
     while (p->sent < room->events && p->sent - fl_delivered(room, i) < room->window) {
-        snprintf(data, sizeof data, "{\"seq\":%d,\"pad\":\"%s\"}", p->sent, pad);
+        snprintf(data, sizeof data, "{\"seq\":%d,\"peer\":%d,\"pad\":\"%s\"}", p->sent, i, pad);
         if (ft_custom(p->c, "1", "room:flow", NULL, data) != 0) {
             p->bad++;
             return;
@@ -243,6 +262,39 @@ static void fl_burst(int use_poll_api) {
 TEST(flow, burst_reaches_every_reader_in_order) { fl_burst(0); }
 
 TEST(flow, burst_reaches_every_reader_host_poll_loop) { fl_burst(1); }
+
+/* The same burst through the host's room logic: each media event is broadcast to the others
+   with vrs_room_broadcast_except while the sender's message is handled, so the sender is the
+   one paused; the broadcasts never fail and every reader gets every event. */
+TEST(flow, burst_through_the_host_logic_never_fails_a_broadcast) {
+    ts_server *ts = px_server_new();
+    fl_room room;
+    int senders[FL_PEERS], i;
+    REQUIRE(ts);
+    ts->desc.send_queue_size = 65536;
+    ts->desc.idle_timeout_ms = 30000;
+    ts->desc.room_logic.on_media_event = fl_host_broadcast;
+    fl_host_failures = 0;
+    if (!fl_room_start(&room, ts, FL_PEERS, 32, 96)) {
+        fl_free(&room);
+        REQUIRE(0);
+    }
+    for (i = 0; i < FL_PEERS; i++) senders[i] = 1;
+    if (!fl_run(&room, senders, 10000, NULL)) {
+        VRS_TEST_FAIL("the burst did not finish");
+        fl_report(&room);
+    }
+    for (i = 0; i < FL_PEERS; i++) {
+        CHECK_EQ_INT(room.peers[i].received, (FL_PEERS - 1) * 96);
+        CHECK_EQ_INT(room.peers[i].bad, 0);
+    }
+    CHECK_EQ_INT(fl_host_failures, 0);
+    CHECK(room.paused_seen);
+    CHECK_EQ_INT(ts->close_count, 0);
+    CHECK_EQ_INT(ts->log_counts[VRS_LOG_SLOW_CONSUMER], 0);
+    fl_free(&room);
+    CHECK(ft_finish(ts, NULL));
+}
 
 /* The same burst with one reader that stops reading: its senders wait for it, and once it has
    taken nothing for slow_consumer_timeout_ms it alone is closed with 1013; the others get

@@ -3898,6 +3898,7 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         vrs__set_deadline(server, conn, vrs__open_deadline(server, conn));
         if (peek) { /* take from the kernel what was parsed; the rest stays there */
             size_t parsed = (size_t)got - vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 0);
+            server->bytes_received -= (uint64_t)got - parsed; /* counted when they are read again */
             if (parsed > 0 && !conn->dead && recv(conn->fd, server->read_buffer, parsed, 0) < 0)
                 vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
         } else {

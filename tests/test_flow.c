@@ -247,7 +247,7 @@ static void fl_burst(int use_poll_api, int host_logic) {
         REQUIRE(0);
     }
     for (i = 0; i < FL_PEERS; i++) senders[i] = 1;
-    if (!fl_run(&room, senders, 10000, NULL)) {
+    if (!fl_run(&room, senders, 30000, NULL)) {
         VRS_TEST_FAIL("the burst did not finish");
         fl_report(&room);
     }

@@ -46,7 +46,7 @@ build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 	$(CC) -std=c99 $(WARN) -O1 -g $(SANITIZE) $(EVENTS) tests/test_main.c -o $@
 
 test: unit-test threads-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke \
-      static-files-test demo-hardening-test sfu-test browser-sfu-test cluster-test
+      static-files-test demo-hardening-test sfu-test browser-sfu-test cluster-test windows-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -303,3 +303,74 @@ bench-wake: build/bench/wake_latency
 	echo "commit $$(git rev-parse --short HEAD 2>/dev/null), $$(nproc) cores, load average before: $$(cut -d' ' -f1-3 /proc/loadavg)" > $$out; \
 	./build/bench/wake_latency --rate 60 --seconds 10 >> $$out && \
 	./build/bench/wake_latency --rate 10000 --seconds 5 >> $$out; status=$$?; cat $$out; exit $$status
+
+# ---- windows -------------------------------------------------------------------------------
+# The header on Winsock 2: the examples and the whole C test suite cross-built with MinGW-w64
+# into build/win/ (libgcc linked statically: the .exe files need only Windows' own DLLs) and
+# run under Wine, in a prefix made once in build/wineprefix. `make windows-test` runs there
+# the C test suite (the SSE2 build; the portable one and epoll run natively in unit-test),
+# the Python websockets interop test against echo_server.exe, the official Phoenix client's
+# end-to-end tests against demo_server.exe and the hosts they start (the README's room-logic
+# example, tests/e2e/hosts), and the static-files test against demo_server.exe: a few
+# minutes in all. Skipped, saying so, where the cross compiler or Wine is missing.
+WIN_CC     ?= x86_64-w64-mingw32-gcc
+WINE       ?= $(firstword $(wildcard /usr/lib/wine/wine64) $(shell command -v wine64 wine 2>/dev/null))
+WIN_CFLAGS  = -std=c99 $(WARN) -O2 -g -static-libgcc
+WIN_LIBS    = -lws2_32
+WIN_ENV     = WINEPREFIX=$(CURDIR)/build/wineprefix WINEDEBUG=-all WINE=$(WINE)
+WIN_SERVERS = build/win/echo_server build/win/demo_server build/win/peer_close_host build/win/readme_room_logic
+
+.PHONY: windows-build windows-test
+
+build/win:
+	mkdir -p build/win
+
+build/win/echo_server.exe: examples/echo_server.c $(HEADER) | build/win
+	$(WIN_CC) $(WIN_CFLAGS) $< -o $@ $(WIN_LIBS)
+
+build/win/demo_server.exe: examples/demo_server.c examples/web_files.h $(HEADER) | build/win
+	$(WIN_CC) $(WIN_CFLAGS) $< -o $@ $(WIN_LIBS)
+
+# the hosts the end-to-end tests start beside the demo server
+build/win/peer_close_host.exe: tests/e2e/hosts/peer_close_host.c $(HEADER) | build/win
+	$(WIN_CC) $(WIN_CFLAGS) $< -o $@ $(WIN_LIBS)
+
+build/win/readme_room_logic.exe: README.md tests/extract_examples.sh $(HEADER) | build/win
+	sh tests/extract_examples.sh build/win/examples
+	$(WIN_CC) $(WIN_CFLAGS) build/win/examples/readme_room-logic-example.c -o $@ $(WIN_LIBS)
+
+build/win/test_videoroom_signal.exe: $(TEST_SOURCES) $(HEADER) | build/win
+	$(WIN_CC) $(WIN_CFLAGS) tests/test_main.c -o $@ $(WIN_LIBS)
+
+# build/win/NAME runs build/win/NAME.exe under Wine, for the tests that start servers by path.
+$(WIN_SERVERS): build/win/%: build/win/%.exe tests/windows/wine_server.sh
+	cp tests/windows/wine_server.sh $@
+
+windows-build: build/win/test_videoroom_signal.exe $(WIN_SERVERS)
+
+# The prefix, made once (wineboot takes a few seconds here, more on a first run elsewhere).
+build/wineprefix/.made:
+	@mkdir -p build/wineprefix
+	@start=$$(date +%s); $(WIN_ENV) $(WINE) wineboot -i >/dev/null 2>&1; \
+	echo "windows-test: Wine prefix made in $$(( $$(date +%s) - start )) s"
+	@touch $@
+
+windows-test:
+	@if ! command -v $(WIN_CC) >/dev/null 2>&1; then \
+	    echo "windows-test: SKIPPED: $(WIN_CC) not found (Debian: gcc-mingw-w64-x86-64)"; exit 0; fi; \
+	if [ -z "$(WINE)" ]; then echo "windows-test: SKIPPED: Wine not found (Debian: wine64)"; exit 0; fi; \
+	$(MAKE) --no-print-directory windows-build build/wineprefix/.made || exit 1; \
+	status=0; \
+	echo "== windows-test: the C test suite under Wine (build/win/test_videoroom_signal.exe)"; \
+	$(WIN_ENV) $(WINE) build/win/test_videoroom_signal.exe || status=1; \
+	echo "== windows-test: Python websockets against echo_server.exe under Wine"; \
+	$(WIN_ENV) $(PYTHON) tests/interop/websockets_interop.py build/win/echo_server || status=1; \
+	echo "== windows-test: the official Phoenix client against demo_server.exe under Wine"; \
+	if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi; \
+	(cd tests/e2e && $(WIN_ENV) DEMO_SERVER=../../build/win/demo_server PEER_CLOSE_HOST=../../build/win/peer_close_host \
+	    README_HOST=../../build/win/readme_room_logic DEMO_SERVER_START_MS=30000 \
+	    node --test --test-concurrency=1) || status=1; \
+	echo "== windows-test: demo_server.exe's static files against path traversal under Wine"; \
+	$(WIN_ENV) PYTHON=$(PYTHON) sh tests/static_files_test.sh build/win/demo_server || status=1; \
+	$(WIN_ENV) $(dir $(WINE))wineserver -k 2>/dev/null; \
+	exit $$status

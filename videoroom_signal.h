@@ -4,7 +4,7 @@
    Phoenix JavaScript client (npm `phoenix`) join rooms on it and set up calls. Underneath is a
    complete RFC 6455 WebSocket server driven by one step function that the host calls from its
    own loop: one thread (other threads wake it with vrs_wake), poll(), no allocation after
-   start-up, libc only.
+   start-up, libc only (and Winsock 2 on Windows).
 
    USING IT
    --------
@@ -20,6 +20,20 @@
    implementing file it asks for that itself; otherwise compile with -D_POSIX_C_SOURCE=200809L
    (or use gnu99/gnu11). The header is C99, and C++11 or later (it uses long long and
    <stdint.h>); both compile warning-free at -Wall -Wextra -Wpedantic.
+
+   On Windows (Vista or later; MSVC or MinGW-w64) it needs Winsock 2 and nothing else: link
+   ws2_32 (sockets) and advapi32 (RtlGenRandom, for peer ids; both toolchains link it by
+   default), e.g.
+       x86_64-w64-mingw32-gcc -std=c99 -O2 server.c -o server.exe -static-libgcc -lws2_32
+       cl /O2 server.c ws2_32.lib advapi32.lib    (MSVC also finds both through #pragma comment)
+   The header includes <winsock2.h> (so include it before any <windows.h> of your own, or
+   define WIN32_LEAN_AND_MEAN first) and sets _WIN32_WINNT to 0x0600 when it is not defined.
+   vrs_create takes a Winsock reference (WSAStartup) and vrs_destroy hands it back
+   (WSACleanup); a host that keeps sockets of its own past vrs_destroy calls WSAStartup
+   itself, as every Windows program using sockets does. Sockets are polled with WSAPoll,
+   written with WSASend, and Winsock's errors lead to the same results and log items as
+   POSIX errno values do; Windows raises no SIGPIPE. Peer ids come from RtlGenRandom, timers
+   from QueryPerformanceCounter.
 
    A COMPLETE EXAMPLE: A VIDEO-ROOM SERVER
    ---------------------------------------
@@ -176,7 +190,8 @@
      any room. (The socket keeps the id's length and a 32-bit hash: this keeps rooms together,
      it is no access control, since a client chooses its own URL.)
    - Heartbeats are answered; a join on "room:<id>" finds or creates room <id>, gives the
-     channel a fresh peer id (a UUID v4 from /dev/urandom) and replies ok, or an error:
+     channel a fresh peer id (a UUID v4 from /dev/urandom, or RtlGenRandom on Windows) and
+     replies ok, or an error:
      "failed to start room" (room table full), "room is full", "invalid room id" (empty, longer
      than max_room_id_size bytes, or holding a control character, U+0000-U+001F or U+007F, so
      that "room:a\u0000b" never passes for room "a" in vrs_room_name or a log line), "too many
@@ -261,7 +276,8 @@
 
    LIMITS
    ------
-   POSIX systems (Linux, the BSDs, macOS); not Windows. At most 1,048,575 connections and
+   POSIX systems (Linux, the BSDs, macOS) and Windows Vista or later (Winsock 2; 64-bit builds
+   are tested, under Wine). VRS_USE_EPOLL is Linux only. At most 1,048,575 connections and
    2,097,151 channels and rooms (the slots a handle can name; the defaults stay within them);
    request heads of at most VRS_MAX_HEADERS (64) header lines; response heads (status line and
    headers) of at most 1,024 bytes.
@@ -272,13 +288,25 @@
 #define VIDEOROOM_SIGNAL_H
 
 #if defined(VRS_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && \
-    !defined(_DEFAULT_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(__APPLE__)
+    !defined(_DEFAULT_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(__APPLE__) && !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L
 #endif
 
 #include <stddef.h>
 #include <stdint.h>
+/* vrs_pollfd: what the host's own loop polls (vrs_poll_fds, vrs_process) */
+#ifdef _WIN32
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0600 /* WSAPoll and WSAPOLLFD arrived with Windows Vista */
+#elif _WIN32_WINNT < 0x0600
+#error "videoroom_signal needs _WIN32_WINNT 0x0600 (Windows Vista) or later, for WSAPoll"
+#endif
+#include <winsock2.h>
+typedef WSAPOLLFD vrs_pollfd; /* poll with WSAPoll */
+#else
 #include <poll.h>
+typedef struct pollfd vrs_pollfd; /* poll with poll() */
+#endif
 
 #ifndef VRS_API
 #ifdef VRS_STATIC
@@ -307,7 +335,7 @@ typedef enum vrs_result {
     VRS_ERROR_SLOW_CONSUMER,      /* the client takes no bytes (or its queue is at the hard cap);
                                      it is being closed */
     VRS_ERROR_POOL_EXHAUSTED,     /* the shared buffer pool is empty; the client is being closed */
-    VRS_ERROR_SYSTEM,             /* a system call failed (errno tells why) */
+    VRS_ERROR_SYSTEM,             /* a system call failed (the log line tells why) */
     VRS_ERROR_INVALID_JSON,       /* the text is not one valid JSON value (RFC 8259) */
     VRS_ERROR_NOT_FOUND,          /* vrs_json_*: no member or element at that path */
     VRS_ERROR_WRONG_TYPE,         /* a JSON value of another type than the call needs */
@@ -574,11 +602,12 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms);
    server's in the same array and poll them all at once; vrs_process takes the count
    vrs_poll_fds returned or the whole array's (it ignores what follows the server's
    descriptors). Built with VRS_USE_EPOLL, the server waits on one descriptor, its epoll
-   instance (which holds the wake-up descriptor too), and vrs_poll_fds gives just that one. */
+   instance (which holds the wake-up descriptor too), and vrs_poll_fds gives just that one.
+   vrs_pollfd is struct pollfd for poll() (WSAPOLLFD for WSAPoll on Windows). */
 #define VRS_REJECT_SLOTS 16
-VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity);
+VRS_API int vrs_poll_fds(vrs_server *server, vrs_pollfd *fds, int capacity);
 VRS_API int vrs_timeout_ms(vrs_server *server);
-VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count);
+VRS_API void vrs_process(vrs_server *server, const vrs_pollfd *fds, int count);
 
 /* From any thread or signal handler (THREADS AND SIGNALS above): ends the wait of the current
    or next step, which then calls desc.on_wake once. Calls coalesce; it never blocks. */
@@ -852,19 +881,29 @@ VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *
 #ifndef VRS__IMPLEMENTED
 #define VRS__IMPLEMENTED
 
+#include <stdio.h>
+#include <string.h>
+#ifdef _WIN32
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <ntsecapi.h> /* RtlGenRandom */
+#ifdef _MSC_VER
+#pragma comment(lib, "ws2_32")
+#pragma comment(lib, "advapi32")
+#endif
+#else
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#endif
 #ifdef VRS_USE_EPOLL
 #ifndef __linux__
 #error "VRS_USE_EPOLL needs Linux"
@@ -935,6 +974,219 @@ VRS_API int vrs_json_next(vrs_json_iterator *iterator, vrs_span *key, vrs_span *
 #define VRS__POLL_FIRST_CONN 2       /* poll(): fds[0] is the listener, fds[1] the wake-up */
 #define VRS__POOL_WAIT (VRS__NONE - 1) /* blocked_on: paused until the pool has room */
 #define VRS__REFUSAL_LINGER_MS 1000 /* a refused client's socket waits this long for its end */
+
+/* ---------------------------------------------------------------------------------------------
+   The platform: sockets, waiting, errors, time and randomness, for POSIX and for Winsock 2.
+   The rest of the implementation calls only these (and the BSD socket calls both share).
+   ------------------------------------------------------------------------------------------- */
+
+/* What a failed socket call means to the server. */
+typedef enum vrs__io_error {
+    VRS__IO_RETRY,        /* interrupted by a signal: call again */
+    VRS__IO_WOULD_BLOCK,  /* nothing to do until the socket is ready */
+    VRS__IO_ABORTED,      /* accept: the client gave up while it waited */
+    VRS__IO_EXHAUSTED,    /* accept: out of descriptors or buffers */
+    VRS__IO_FAILED
+} vrs__io_error;
+
+#ifdef _WIN32
+
+typedef SOCKET vrs__socket;
+typedef WSABUF vrs__iovec;
+#define VRS__NO_SOCKET INVALID_SOCKET
+#define VRS__SHUT_WR SD_SEND
+#define VRS__RANDOM_SOURCE "RtlGenRandom"
+
+/* Winsock counts its users: each server takes one reference and hands it back. */
+static int vrs__platform_start(void) {
+    WSADATA data;
+    return WSAStartup(MAKEWORD(2, 2), &data) == 0;
+}
+
+static void vrs__platform_stop(void) { WSACleanup(); }
+
+static vrs__io_error vrs__last_io_error(void) {
+    switch (WSAGetLastError()) {
+    case WSAEINTR: return VRS__IO_RETRY;
+    case WSAEWOULDBLOCK: return VRS__IO_WOULD_BLOCK;
+    case WSAECONNRESET: return VRS__IO_ABORTED; /* accept: reset before it was taken */
+    case WSAEMFILE:
+    case WSAENOBUFS: return VRS__IO_EXHAUSTED;
+    default: return VRS__IO_FAILED;
+    }
+}
+
+/* The last socket error as text, for a log line. */
+static const char *vrs__last_error_text(char *out, size_t size) {
+    int code = WSAGetLastError();
+    DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, (DWORD)code, 0,
+                             out, (DWORD)size, NULL);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == '.')) out[--n] = '\0';
+    if (n == 0) snprintf(out, size, "Winsock error %d", code);
+    return out;
+}
+
+static void vrs__socket_close(vrs__socket s) { closesocket(s); }
+
+/* Non-blocking, and not inherited by processes the host starts. */
+static void vrs__socket_prepare(vrs__socket s) {
+    u_long on = 1;
+    ioctlsocket(s, FIONBIO, &on);
+#ifdef __cplusplus
+    SetHandleInformation(reinterpret_cast<HANDLE>(s), HANDLE_FLAG_INHERIT, 0);
+#else
+    SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
+#endif
+}
+
+/* Windows has no SO_REUSEADDR as POSIX means it (its own lets another socket take the port);
+   a listener there needs no option to bind again past connections in TIME_WAIT. */
+static void vrs__listener_prepare(vrs__socket s) {
+    int on = 1;
+    setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, VRS__CAST(const char *, (const void *)&on), sizeof on);
+}
+
+static void vrs__iov_set(vrs__iovec *v, uint8_t *base, size_t length) {
+    v->buf = VRS__CAST(char *, (void *)base);
+    v->len = (ULONG)length;
+}
+
+/* Bytes sent, or -1 (vrs__last_io_error says why). Winsock raises no SIGPIPE. */
+static ptrdiff_t vrs__send_iov(vrs__socket s, vrs__iovec *iov, int count) {
+    DWORD sent = 0;
+    if (WSASend(s, iov, (DWORD)count, &sent, 0, NULL, NULL) != 0) return -1;
+    return (ptrdiff_t)sent;
+}
+
+static ptrdiff_t vrs__recv(vrs__socket s, uint8_t *buffer, size_t capacity, int flags) {
+    return recv(s, VRS__CAST(char *, (void *)buffer), (int)capacity, flags);
+}
+
+/* WSAPoll refuses a set without one socket in it; such a wait is a sleep. */
+static int vrs__poll(vrs_pollfd *fds, int count, int wait) {
+    int i;
+    for (i = 0; i < count; i++)
+        if (fds[i].fd != INVALID_SOCKET) return WSAPoll(fds, (ULONG)count, wait);
+    Sleep(wait < 0 ? INFINITE : (DWORD)wait);
+    return 0;
+}
+
+/* The frequency is asked each time (it is read from memory the system shares, no call into
+   the kernel): a cached copy would be a data race between servers on different threads. */
+static int64_t vrs__clock_ms(void) {
+    LARGE_INTEGER frequency, now;
+    QueryPerformanceFrequency(&frequency);
+    QueryPerformanceCounter(&now);
+    return (int64_t)(now.QuadPart / frequency.QuadPart * 1000 + now.QuadPart % frequency.QuadPart * 1000 / frequency.QuadPart);
+}
+
+/* The system's generator needs nothing opened: 0 stands for it. */
+static int vrs__random_open(void) { return 0; }
+
+static void vrs__random_close(int source) { (void)source; }
+
+/* RtlGenRandom (advapi32's SystemFunction036, behind the C runtime's rand_s) rather than
+   BCryptGenRandom: advapi32 is linked by default, so a build names ws2_32 alone. */
+static ptrdiff_t vrs__random_read(int source, uint8_t *out, size_t length) {
+    (void)source;
+    return RtlGenRandom(out, (ULONG)length) ? (ptrdiff_t)length : -1;
+}
+
+#else /* POSIX */
+
+typedef int vrs__socket;
+typedef struct iovec vrs__iovec;
+#define VRS__NO_SOCKET (-1)
+#define VRS__SHUT_WR SHUT_WR
+#define VRS__RANDOM_SOURCE "/dev/urandom"
+
+static int vrs__platform_start(void) { return 1; }
+
+static void vrs__platform_stop(void) {}
+
+static vrs__io_error vrs__last_io_error(void) {
+    switch (errno) {
+    case EINTR: return VRS__IO_RETRY;
+    case ECONNABORTED: return VRS__IO_ABORTED;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM: return VRS__IO_EXHAUSTED;
+    default: return errno == EAGAIN || errno == EWOULDBLOCK ? VRS__IO_WOULD_BLOCK : VRS__IO_FAILED;
+    }
+}
+
+static const char *vrs__last_error_text(char *out, size_t size) {
+    snprintf(out, size, "%s", strerror(errno));
+    return out;
+}
+
+static void vrs__socket_close(vrs__socket s) { close(s); }
+
+/* Non-blocking, and closed in programs the host executes. */
+static void vrs__socket_prepare(vrs__socket s) {
+    fcntl(s, F_SETFL, fcntl(s, F_GETFL, 0) | O_NONBLOCK);
+    fcntl(s, F_SETFD, FD_CLOEXEC);
+}
+
+/* A restarted server binds again while old connections linger in TIME_WAIT. */
+static void vrs__listener_prepare(vrs__socket s) {
+    int on = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+}
+
+static void vrs__iov_set(vrs__iovec *v, uint8_t *base, size_t length) {
+    v->iov_base = base;
+    v->iov_len = length;
+}
+
+/* Bytes sent, or -1 (vrs__last_io_error says why). A peer gone never raises SIGPIPE where
+   MSG_NOSIGNAL exists; elsewhere the host ignores SIGPIPE. */
+static ptrdiff_t vrs__send_iov(vrs__socket s, vrs__iovec *iov, int count) {
+    struct msghdr message;
+    VRS_MEMSET(&message, 0, sizeof message);
+    message.msg_iov = iov;
+    message.msg_iovlen = (size_t)count;
+#ifdef MSG_NOSIGNAL
+    return sendmsg(s, &message, MSG_NOSIGNAL);
+#else
+    return sendmsg(s, &message, 0);
+#endif
+}
+
+static ptrdiff_t vrs__recv(vrs__socket s, uint8_t *buffer, size_t capacity, int flags) {
+    return recv(s, buffer, capacity, flags);
+}
+
+#ifndef VRS_USE_EPOLL
+static int vrs__poll(vrs_pollfd *fds, int count, int wait) { return poll(fds, (nfds_t)count, wait); }
+#endif
+
+static int64_t vrs__clock_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A descriptor of /dev/urandom, or -1. */
+static int vrs__random_open(void) {
+    int source = open("/dev/urandom", O_RDONLY);
+    if (source >= 0) fcntl(source, F_SETFD, FD_CLOEXEC);
+    return source;
+}
+
+static void vrs__random_close(int source) {
+    if (source >= 0) close(source);
+}
+
+static ptrdiff_t vrs__random_read(int source, uint8_t *out, size_t length) {
+    ptrdiff_t got;
+    do got = read(source, out, length);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
+#endif
 
 /* ---------------------------------------------------------------------------------------------
    Names of results and log items
@@ -2796,13 +3048,12 @@ static void vrs__chain_gather(const vrs__pool *pool, const vrs__chain *chain, ui
 }
 
 /* Fills up to `capacity` iovecs with the bytes held, front first. Returns how many. */
-static int vrs__chain_iov(const vrs__pool *pool, const vrs__chain *chain, struct iovec *iov, int capacity) {
+static int vrs__chain_iov(const vrs__pool *pool, const vrs__chain *chain, vrs__iovec *iov, int capacity) {
     uint32_t block = chain->head, offset = chain->head_offset;
     int count = 0;
     while (block != VRS__NONE && count < capacity) {
         uint32_t end = block == chain->tail ? chain->tail_fill : VRS_BLOCK_SIZE;
-        iov[count].iov_base = pool->data + (size_t)block * VRS_BLOCK_SIZE + offset;
-        iov[count].iov_len = end - offset;
+        vrs__iov_set(&iov[count], pool->data + (size_t)block * VRS_BLOCK_SIZE + offset, end - offset);
         count++;
         if (block == chain->tail) break;
         block = pool->next[block];
@@ -2825,7 +3076,7 @@ typedef enum vrs__state {
 
 typedef struct vrs__conn {
     uint64_t generation;     /* of the slot: bumped once for every new owner */
-    int fd;
+    vrs__socket fd;
     uint8_t state;
     uint8_t announced;       /* on_open was called, so on_close is owed */
     uint8_t handle_ended;    /* on_close was called: the handle is stale, even while draining */
@@ -2870,7 +3121,7 @@ typedef struct vrs__conn {
 
 struct vrs_server {
     vrs_desc desc;               /* defaults resolved */
-    int listen_fd;
+    vrs__socket listen_fd;
     int port;
     int owns_memory;
     void *memory;
@@ -2882,7 +3133,7 @@ struct vrs_server {
     uint32_t active_count;
     int open_count;              /* connections counted against max_connections */
     int rejection_count;
-    struct pollfd *pollfds;
+    vrs_pollfd *pollfds;
     vrs__pool pool;
     uint8_t *read_buffer;        /* VRS__READ_BUFFER_SIZE */
     uint8_t *assembly;           /* max(max_message_size, max_request_size) */
@@ -2924,7 +3175,7 @@ struct vrs_server {
     uint32_t paused_count;           /* connections not read while queues drain */
     char topic_json[1560];           /* "room:<id>" as JSON: at most 6 bytes a byte of 255 */
     uint8_t random_pool[512];
-    int wake_fds[2];                 /* read end, write end: one eventfd twice on Linux */
+    vrs__socket wake_fds[2];                 /* read end, write end: one eventfd twice on Linux */
 #ifdef VRS_USE_EPOLL
     int epoll_fd;
     int listener_watched;            /* the listener is in the epoll set (not paused) */
@@ -2936,12 +3187,6 @@ static void vrs__phoenix_message(vrs_server *server, vrs__conn *conn, int opcode
                                  size_t length);
 static void vrs__phoenix_handshake(vrs_server *server, vrs__conn *conn, const vrs_request *request);
 static void vrs__phoenix_socket_ended(vrs_server *server, vrs__conn *conn);
-
-static int64_t vrs__clock_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A log line through `logger` (VRS_DEFAULT_LOG when it is NULL or has no function): also
    before a server exists, for what is wrong with a description. */
@@ -3389,20 +3634,12 @@ static void vrs__set_want_write(vrs_server *server, vrs__conn *conn, int want) {
 /* Writes what is queued with as few system calls as the socket allows. */
 static void vrs__flush(vrs_server *server, vrs__conn *conn) {
     while (conn->outbound.length > 0 && !conn->dead) {
-        struct iovec iov[VRS__IOV_BATCH];
-        struct msghdr message;
-        ssize_t written;
-        VRS_MEMSET(&message, 0, sizeof message);
-        message.msg_iov = iov;
-        message.msg_iovlen = (size_t)vrs__chain_iov(&server->pool, &conn->outbound, iov, VRS__IOV_BATCH);
-#ifdef MSG_NOSIGNAL
-        written = sendmsg(conn->fd, &message, MSG_NOSIGNAL);
-#else
-        written = sendmsg(conn->fd, &message, 0);
-#endif
+        vrs__iovec iov[VRS__IOV_BATCH];
+        ptrdiff_t written = vrs__send_iov(conn->fd, iov, vrs__chain_iov(&server->pool, &conn->outbound, iov, VRS__IOV_BATCH));
         if (written < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            vrs__io_error error = vrs__last_io_error();
+            if (error == VRS__IO_RETRY) continue;
+            if (error == VRS__IO_WOULD_BLOCK) {
                 vrs__set_want_write(server, conn, 1);
                 return;
             }
@@ -3420,7 +3657,7 @@ static void vrs__flush(vrs_server *server, vrs__conn *conn) {
     if (conn->state == VRS__DRAINING && !conn->shutdown_sent && !conn->dead) {
         /* Half-close, then wait for the peer's end: closing outright with unread input would
            send a reset that can destroy the last bytes we wrote before the peer reads them. */
-        shutdown(conn->fd, SHUT_WR);
+        shutdown(conn->fd, VRS__SHUT_WR);
         conn->shutdown_sent = 1;
     }
 }
@@ -3862,7 +4099,7 @@ static void vrs__read_resumed(vrs_server *server) {
 
 static void vrs__read(vrs_server *server, vrs__conn *conn) {
     size_t capacity = VRS__READ_BUFFER_SIZE;
-    ssize_t got;
+    ptrdiff_t got;
     int peek = 0;
     if (conn->held.length > 0) { /* what it held comes before anything newer */
         vrs__read_held(server, conn);
@@ -3880,9 +4117,9 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         capacity = (size_t)server->desc.max_request_size + 1 - conn->inbound.length;
         if (capacity > VRS__READ_BUFFER_SIZE) capacity = VRS__READ_BUFFER_SIZE;
     }
-    got = recv(conn->fd, server->read_buffer, capacity, peek ? MSG_PEEK : 0);
+    got = vrs__recv(conn->fd, server->read_buffer, capacity, peek ? MSG_PEEK : 0);
     if (got <= 0) {
-        if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (got < 0 && (vrs__last_io_error() == VRS__IO_RETRY || vrs__last_io_error() == VRS__IO_WOULD_BLOCK)) return;
         if (conn->state == VRS__OPEN || conn->state == VRS__CLOSING)
             vrs__log(server, VRS_LOG_CONNECTION_RESET, conn->remote_address);
         /* after our close frame, on_close reports the code we sent, as it does at the timeout */
@@ -3899,7 +4136,7 @@ static void vrs__read(vrs_server *server, vrs__conn *conn) {
         if (peek) { /* take from the kernel what was parsed; the rest stays there */
             size_t parsed = (size_t)got - vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 0);
             server->bytes_received -= (uint64_t)got - parsed; /* counted when they are read again */
-            if (parsed > 0 && !conn->dead && recv(conn->fd, server->read_buffer, parsed, 0) < 0)
+            if (parsed > 0 && !conn->dead && vrs__recv(conn->fd, server->read_buffer, parsed, 0) < 0)
                 vrs__kill(server, conn, VRS__CLOSE_ABNORMAL);
         } else {
             vrs__read_frames(server, conn, server->read_buffer, (size_t)got, 1);
@@ -3937,7 +4174,7 @@ static void vrs__format_address(const struct sockaddr_storage *address, char out
 }
 
 /* Takes a slot for an accepted socket (the caller checked that one is free). */
-static vrs__conn *vrs__adopt(vrs_server *server, int fd, const struct sockaddr_storage *address,
+static vrs__conn *vrs__adopt(vrs_server *server, vrs__socket fd, const struct sockaddr_storage *address,
                              int rejection) {
     uint32_t slot = server->free_slots[--server->free_slot_count];
     vrs__conn *conn = &server->conns[slot];
@@ -3986,23 +4223,24 @@ static void vrs__accept(vrs_server *server) {
     for (accepted = 0; accepted < VRS__ACCEPT_BATCH && vrs__can_accept(server); accepted++) {
         struct sockaddr_storage address;
         socklen_t address_length = sizeof address;
-        int fd = accept(server->listen_fd, VRS__CAST(struct sockaddr *, (void *)&address), &address_length);
+        vrs__socket fd = accept(server->listen_fd, VRS__CAST(struct sockaddr *, (void *)&address), &address_length);
         int one = 1, rejection;
         vrs__conn *conn;
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        if (fd == VRS__NO_SOCKET) {
+            vrs__io_error error = vrs__last_io_error();
+            char text[128];
+            if (error == VRS__IO_RETRY || error == VRS__IO_ABORTED) continue;
+            if (error == VRS__IO_EXHAUSTED) {
                 /* the client waits in the backlog; polling the listener now would spin */
-                vrs__log(server, VRS_LOG_DESCRIPTOR_LIMIT, strerror(errno));
+                vrs__log(server, VRS_LOG_DESCRIPTOR_LIMIT, vrs__last_error_text(text, sizeof text));
                 server->accept_paused_until_ms = server->now_ms + 100;
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                vrs__log(server, VRS_LOG_ACCEPT_FAILED, strerror(errno));
+            } else if (error != VRS__IO_WOULD_BLOCK) {
+                vrs__log(server, VRS_LOG_ACCEPT_FAILED, vrs__last_error_text(text, sizeof text));
             }
             return;
         }
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        vrs__socket_prepare(fd);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, VRS__CAST(const char *, (const void *)&one), sizeof one);
         server->connections_accepted++;
         rejection = server->open_count >= server->desc.max_connections;
         conn = vrs__adopt(server, fd, &address, rejection);
@@ -4024,7 +4262,7 @@ static void vrs__release(vrs_server *server, vrs__conn *conn) {
     uint32_t slot = (uint32_t)(conn - server->conns);
     uint32_t last = server->active[--server->active_count];
     vrs__leave_flow(server, conn);
-    close(conn->fd);
+    vrs__socket_close(conn->fd);
     vrs__inbound_clear(server, conn);
     vrs__chain_clear(&server->pool, &conn->outbound);
     if (conn->announced) server->websocket_count--;
@@ -4033,7 +4271,7 @@ static void vrs__release(vrs_server *server, vrs__conn *conn) {
     server->active[conn->active_position] = last;
     server->conns[last].active_position = conn->active_position;
     conn->state = VRS__FREE;
-    conn->fd = -1;
+    conn->fd = VRS__NO_SOCKET;
     if (vrs__next_generation(&conn->generation)) server->free_slots[server->free_slot_count++] = slot;
 }
 
@@ -4079,8 +4317,8 @@ static void vrs__attend(vrs_server *server) {
 /* A paused connection is not idle while bytes it sent wait for us to read them: the pause is
    ours, and the idle timeout counts from the client's last bytes. */
 static int vrs__client_bytes_wait(const vrs__conn *conn) {
-    char byte;
-    return conn->paused && (conn->held.length > 0 || recv(conn->fd, &byte, 1, MSG_PEEK) > 0);
+    uint8_t byte;
+    return conn->paused && (conn->held.length > 0 || vrs__recv(conn->fd, &byte, 1, MSG_PEEK) > 0);
 }
 
 static void vrs__run_timers(vrs_server *server) {
@@ -4131,10 +4369,9 @@ static int vrs__random_bytes(vrs_server *server, uint8_t *out, size_t length) {
     while (length > 0) {
         size_t take;
         if (server->random_fill == server->random_used) {
-            ssize_t got = read(server->random_fd, server->random_pool, sizeof server->random_pool);
+            ptrdiff_t got = vrs__random_read(server->random_fd, server->random_pool, sizeof server->random_pool);
             if (got <= 0) {
-                if (got < 0 && errno == EINTR) continue;
-                vrs__log(server, VRS_LOG_SYSTEM_ERROR, "reading /dev/urandom failed");
+                vrs__log(server, VRS_LOG_SYSTEM_ERROR, "reading " VRS__RANDOM_SOURCE " failed");
                 return 0;
             }
             server->random_fill = (size_t)got;
@@ -5621,6 +5858,44 @@ static void vrs__wake_close(vrs_server *server) {
     server->wake_fds[0] = server->wake_fds[1] = -1;
 }
 
+#elif defined(_WIN32) /* a loopback UDP socket that sends to itself: WSAPoll watches sockets only */
+
+static int vrs__wake_open(vrs_server *server) {
+    struct sockaddr_in address;
+    socklen_t length = sizeof address;
+    vrs__socket s = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+    server->wake_fds[0] = server->wake_fds[1] = s;
+    if (s == VRS__NO_SOCKET) return 0;
+    VRS_MEMSET(&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s, VRS__CAST(struct sockaddr *, (void *)&address), sizeof address) != 0 ||
+        getsockname(s, VRS__CAST(struct sockaddr *, (void *)&address), &length) != 0 ||
+        connect(s, VRS__CAST(struct sockaddr *, (void *)&address), sizeof address) != 0) {
+        vrs__socket_close(s);
+        server->wake_fds[0] = server->wake_fds[1] = VRS__NO_SOCKET;
+        return 0;
+    }
+    vrs__socket_prepare(s);
+    return 1;
+}
+
+static void vrs__wake_signal(const vrs_server *server) {
+    char byte = 1;
+    send(server->wake_fds[1], &byte, 1, 0); /* WSAEWOULDBLOCK: the buffer is full of pending wakes */
+}
+
+static void vrs__wake_drain(vrs_server *server) {
+    char bytes[16];
+    while (recv(server->wake_fds[0], bytes, sizeof bytes, 0) > 0) {
+    }
+}
+
+static void vrs__wake_close(vrs_server *server) {
+    if (server->wake_fds[0] != VRS__NO_SOCKET) vrs__socket_close(server->wake_fds[0]);
+    server->wake_fds[0] = server->wake_fds[1] = VRS__NO_SOCKET;
+}
+
 #else /* a self-pipe */
 
 static int vrs__wake_open(vrs_server *server) {
@@ -5665,8 +5940,8 @@ VRS_API void vrs_wake(vrs_server *server) {
 
 /* Descriptors vrs_create opened, closed (by vrs_destroy, or when vrs_create fails). */
 static void vrs__close_descriptors(vrs_server *server) {
-    if (server->listen_fd >= 0) close(server->listen_fd);
-    if (server->random_fd >= 0) close(server->random_fd);
+    if (server->listen_fd != VRS__NO_SOCKET) vrs__socket_close(server->listen_fd);
+    vrs__random_close(server->random_fd);
     vrs__wake_close(server);
 #ifdef VRS_USE_EPOLL
     if (server->epoll_fd >= 0) close(server->epoll_fd);
@@ -5820,7 +6095,7 @@ static vrs__layout vrs__plan(const vrs_desc *d) {
     l.conns = vrs__place(&at, l.slot_count, sizeof(vrs__conn), 64, fits);
     l.free_slots = vrs__place(&at, l.slot_count, sizeof(uint32_t), 64, fits);
     l.active = vrs__place(&at, l.slot_count, sizeof(uint32_t), 64, fits);
-    l.pollfds = vrs__place(&at, (size_t)l.slot_count + VRS__POLL_FIRST_CONN, sizeof(struct pollfd), 64, fits);
+    l.pollfds = vrs__place(&at, (size_t)l.slot_count + VRS__POLL_FIRST_CONN, sizeof(vrs_pollfd), 64, fits);
     l.pool_next = vrs__place(&at, l.block_count, sizeof(uint32_t), 64, fits);
     /* Phoenix: channel and room tables, and the buffers that build outgoing messages. The
        relay's largest event is peerAccepted, listing every peer with its metadata; a JSON
@@ -5884,8 +6159,9 @@ static void vrs__default_free(void *pointer, void *user_data) {
 
 static int vrs__listen(vrs_server *server) {
     struct addrinfo hints, *found = NULL, *ai;
-    char port_text[16];
-    int fd = -1, error;
+    char port_text[16], reason[128] = "";
+    vrs__socket fd = VRS__NO_SOCKET;
+    int error;
     VRS_MEMSET(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -5897,25 +6173,28 @@ static int vrs__listen(vrs_server *server) {
         return 0;
     }
     for (ai = found; ai; ai = ai->ai_next) {
-        int one = 1, zero = 0;
+        int zero = 0;
         fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd < 0) continue;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (fd == VRS__NO_SOCKET) {
+            vrs__last_error_text(reason, sizeof reason);
+            continue;
+        }
+        vrs__listener_prepare(fd);
         if (ai->ai_family == AF_INET6) /* "::" serves IPv4 too */
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) break;
-        close(fd);
-        fd = -1;
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, VRS__CAST(const char *, (const void *)&zero), sizeof zero);
+        if (bind(fd, ai->ai_addr, (int)ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) break;
+        vrs__last_error_text(reason, sizeof reason);
+        vrs__socket_close(fd);
+        fd = VRS__NO_SOCKET;
     }
     freeaddrinfo(found);
-    if (fd < 0) {
-        char detail[160];
-        snprintf(detail, sizeof detail, "%s port %s: %s", server->desc.host, port_text, strerror(errno));
+    if (fd == VRS__NO_SOCKET) {
+        char detail[300];
+        snprintf(detail, sizeof detail, "%s port %s: %s", server->desc.host, port_text, reason);
         vrs__log(server, VRS_LOG_LISTEN_FAILED, detail);
         return 0;
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    vrs__socket_prepare(fd);
     {
         struct sockaddr_storage bound;
         socklen_t length = sizeof bound;
@@ -6002,7 +6281,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
         server->conns = VRS__CAST(vrs__conn *, (void *)(b + l.conns));
         server->free_slots = VRS__CAST(uint32_t *, (void *)(b + l.free_slots));
         server->active = VRS__CAST(uint32_t *, (void *)(b + l.active));
-        server->pollfds = VRS__CAST(struct pollfd *, (void *)(b + l.pollfds));
+        server->pollfds = VRS__CAST(vrs_pollfd *, (void *)(b + l.pollfds));
         server->pool.next = VRS__CAST(uint32_t *, (void *)(b + l.pool_next));
         server->read_buffer = b + l.read_buffer;
         server->assembly = b + l.assembly;
@@ -6033,19 +6312,19 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     for (i = 0; i < l.bucket_count; i++) server->room_buckets[i] = VRS__NONE;
     server->room_bucket_mask = l.bucket_count - 1;
     server->random_fd = -1;
-    server->wake_fds[0] = server->wake_fds[1] = -1;
+    server->wake_fds[0] = server->wake_fds[1] = VRS__NO_SOCKET;
 #ifdef VRS_USE_EPOLL
     server->epoll_fd = -1;
 #endif
     server->desc = d;
     server->queue_limit = vrs__queue_limit(&d);
     server->owns_memory = owns;
-    server->listen_fd = -1;
+    server->listen_fd = VRS__NO_SOCKET;
     server->slot_count = l.slot_count;
     server->assembly_size = l.assembly_size;
     for (i = 0; i < l.slot_count; i++) {
         VRS_MEMSET(&server->conns[i], 0, sizeof(vrs__conn));
-        server->conns[i].fd = -1;
+        server->conns[i].fd = VRS__NO_SOCKET;
         server->free_slots[i] = l.slot_count - 1 - i; /* slot 0 is handed out first */
     }
     server->free_slot_count = l.slot_count;
@@ -6062,10 +6341,15 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
     {
         const char *failure = NULL;
         vrs_result result = VRS_ERROR_SYSTEM;
+        /* cppcheck-suppress knownConditionTrueFalse ; Winsock's start can fail, POSIX has none */
+        if (!vrs__platform_start()) {
+            vrs__log(server, VRS_LOG_SYSTEM_ERROR, "the socket library did not start");
+            if (owns) d.allocator.free(base, d.allocator.user_data);
+            return VRS_ERROR_SYSTEM;
+        }
         if (!d.disable_phoenix) {
-            server->random_fd = open("/dev/urandom", O_RDONLY);
-            if (server->random_fd < 0) failure = "cannot open /dev/urandom for peer ids";
-            else fcntl(server->random_fd, F_SETFD, FD_CLOEXEC);
+            server->random_fd = vrs__random_open();
+            if (server->random_fd < 0) failure = "cannot open " VRS__RANDOM_SOURCE " for peer ids";
         }
         if (!failure && !vrs__wake_open(server)) failure = "cannot make the wake-up descriptor";
 #ifdef VRS_USE_EPOLL
@@ -6085,6 +6369,7 @@ VRS_API vrs_result vrs_create(const vrs_desc *desc, vrs_server **out_server) {
         else result = VRS_OK;
         if (result != VRS_OK) {
             vrs__close_descriptors(server);
+            vrs__platform_stop();
             if (owns) d.allocator.free(base, d.allocator.user_data);
             return result;
         }
@@ -6115,6 +6400,7 @@ VRS_API void vrs_destroy(vrs_server *server) {
     }
     vrs__attend(server);
     vrs__close_descriptors(server);
+    vrs__platform_stop();
     if (server->owns_memory) server->desc.allocator.free(server->memory, server->desc.allocator.user_data);
 }
 
@@ -6182,7 +6468,7 @@ static vrs_result vrs__epoll_step(vrs_server *server, int wait) {
     return VRS_OK;
 }
 
-VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
+VRS_API int vrs_poll_fds(vrs_server *server, vrs_pollfd *fds, int capacity) {
     if (capacity < 1) return 0;
     server->now_ms = vrs__clock_ms();
     vrs__watch_listener(server); /* back in the set when a pause of accepting has ended */
@@ -6192,7 +6478,7 @@ VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     return 1;
 }
 
-VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count) {
+VRS_API void vrs_process(vrs_server *server, const vrs_pollfd *fds, int count) {
     (void)fds;
     (void)count;
     vrs__epoll_step(server, 0);
@@ -6208,12 +6494,12 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
 
 #else /* poll() */
 
-VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
+VRS_API int vrs_poll_fds(vrs_server *server, vrs_pollfd *fds, int capacity) {
     uint32_t i;
     int count = 0;
     if (capacity < 1) return 0;
     server->now_ms = vrs__clock_ms();
-    fds[0].fd = vrs__can_accept(server) ? server->listen_fd : -1;
+    fds[0].fd = vrs__can_accept(server) ? server->listen_fd : VRS__NO_SOCKET;
     fds[0].events = POLLIN;
     fds[0].revents = 0;
     count = 1;
@@ -6233,7 +6519,7 @@ VRS_API int vrs_poll_fds(vrs_server *server, struct pollfd *fds, int capacity) {
     return count;
 }
 
-VRS_API void vrs_process(vrs_server *server, const struct pollfd *fds, int count) {
+VRS_API void vrs_process(vrs_server *server, const vrs_pollfd *fds, int count) {
     int i;
     server->now_ms = vrs__clock_ms();
     /* Positions match the active list as vrs_poll_fds wrote it: nothing is released until
@@ -6257,10 +6543,11 @@ VRS_API vrs_result vrs_step(vrs_server *server, int timeout_ms) {
     count = vrs_poll_fds(server, server->pollfds, (int)server->slot_count + VRS__POLL_FIRST_CONN);
     wait = vrs_timeout_ms(server);
     if (timeout_ms >= 0 && (wait < 0 || timeout_ms < wait)) wait = timeout_ms;
-    ready = poll(server->pollfds, (nfds_t)count, wait);
+    ready = vrs__poll(server->pollfds, count, wait);
     if (ready < 0) {
-        if (errno == EINTR) return VRS_OK;
-        vrs__log(server, VRS_LOG_SYSTEM_ERROR, strerror(errno));
+        char text[128];
+        if (vrs__last_io_error() == VRS__IO_RETRY) return VRS_OK;
+        vrs__log(server, VRS_LOG_SYSTEM_ERROR, vrs__last_error_text(text, sizeof text));
         return VRS_ERROR_SYSTEM;
     }
     vrs_process(server, server->pollfds, count);

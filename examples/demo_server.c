@@ -16,7 +16,8 @@
    format. SIGTERM drains: /health 503 and new sockets refused at once, then, after
    --drain-seconds (default 3: time for the balancer's health checks to notice) or as soon as no
    socket is open, every socket is closed with 1012 (service restart: clients reconnect at once
-   and the balancer sends them elsewhere), and the server exits. SIGINT stops at once. */
+   and the balancer sends them elsewhere), and the server exits. SIGINT stops at once. On
+   Windows, where console programs get no SIGTERM, Ctrl-C drains and Ctrl-Break stops. */
 #define VRS_IMPLEMENTATION
 #include "../videoroom_signal.h"
 #include "web_files.h"
@@ -28,9 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
+#ifndef _WIN32
+#include <sys/resource.h>
 #include <unistd.h>
+#endif
 
 #define DEMO_MAX_ORIGINS 16
 #define DEMO_MAX_ICE_SERVERS 8
@@ -185,11 +188,15 @@ static void request_drain(int signal_number) {
     drain_requested = 1;
 }
 
+#ifdef _WIN32
+static int64_t monotonic_ms(void) { return (int64_t)GetTickCount64(); }
+#else
 static int64_t monotonic_ms(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
+#endif
 
 /* Until SIGINT, or SIGTERM's drain is over: new sockets refused (and /health 503) at once,
    open ones closed with 1012 after drain_ms or as soon as none is left, then up to two
@@ -247,8 +254,8 @@ static void usage(void) {
             "  --origin URL             allow this Origin (repeatable; default: any)\n"
             "  --web-root DIR           the page's folder (default examples/web)\n"
             "  --ice-server URL[,USER,CREDENTIAL]  STUN/TURN server for the page (repeatable)\n"
-            "  --drain-seconds SECONDS  on SIGTERM, keep open sockets this long before closing\n"
-            "                           them with 1012 (default 3; 0: at once)\n");
+            "  --drain-seconds SECONDS  on SIGTERM (Ctrl-C on Windows), keep open sockets this\n"
+            "                           long before closing them with 1012 (default 3; 0: at once)\n");
 }
 
 /* A decimal number from `low` to `high`; checked before anything multiplies it. */
@@ -276,6 +283,13 @@ static int parse_seconds(const char *text, int *milliseconds) {
 /* Raises the soft descriptor limit as far as `connections` need, up to the hard limit, and
    returns how many connections the limit then allows (`connections` when all fit). Each
    connection is one socket, and up to VRS_REJECT_SLOTS more answer 503 when all are taken. */
+#ifdef _WIN32
+/* Windows sets no per-process limit on sockets to raise. */
+static int fit_descriptor_limit(int connections, unsigned long *limit_out) {
+    *limit_out = 0;
+    return connections;
+}
+#else
 static int fit_descriptor_limit(int connections, unsigned long *limit_out) {
     const rlim_t spare = VRS_REJECT_SLOTS + DEMO_SPARE_DESCRIPTORS;
     const rlim_t needed = (rlim_t)connections + spare;
@@ -291,6 +305,7 @@ static int fit_descriptor_limit(int connections, unsigned long *limit_out) {
     *limit_out = (unsigned long)limit.rlim_cur;
     return limit.rlim_cur > spare ? (int)(limit.rlim_cur - spare) : 0;
 }
+#endif
 
 int main(int argc, char **argv) {
     static const char *origins[DEMO_MAX_ORIGINS];
@@ -366,9 +381,16 @@ int main(int argc, char **argv) {
                 "room for %d connections; raise the limit (ulimit -Hn) or lower --max-connections\n",
                 connections, connections + VRS_REJECT_SLOTS + DEMO_SPARE_DESCRIPTORS, descriptor_limit,
                 allowed);
+#ifdef _WIN32
+    /* A Windows console program gets Ctrl-C and Ctrl-Break, never SIGTERM: Ctrl-C drains, as
+       SIGTERM does elsewhere, and Ctrl-Break stops at once. */
+    signal(SIGINT, request_drain);
+    signal(SIGBREAK, request_stop);
+#else
     signal(SIGINT, request_stop);
     signal(SIGTERM, request_drain);
     signal(SIGPIPE, SIG_IGN);
+#endif
     printf("demo_server: open http://%s:%d/ (socket ws://%s:%d/socket/websocket)\n",
            desc.host ? desc.host : "127.0.0.1", vrs_port(server), desc.host ? desc.host : "127.0.0.1",
            vrs_port(server));

@@ -2,7 +2,8 @@
    servers (include it after videoroom_signal.h, in one file).
 
    Only plain names below the web root are served: no "..", dot files, percent-encoding or
-   directory listings; every path segment is opened without following a symbolic link; the
+   directory listings; every path segment is opened without following a symbolic link (on
+   Windows: no symbolic link, junction or other reparse point, and only files on disk); the
    page runs under a strict Content-Security-Policy. web_find_root(argv[0]) finds examples/web
    from where the server was started or beside the binary; set web_root to serve another
    folder. */
@@ -13,7 +14,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#include <io.h>
+#include <wchar.h>
+#include <windows.h>
+#else
 #include <unistd.h>
+#endif
 
 #define WEB_MAX_FILE (192 * 1024)
 
@@ -60,6 +67,51 @@ static int is_plain_path(const char *path, size_t length) {
     return 1;
 }
 
+#ifdef _WIN32
+/* The file's own path as the system resolved it (links, junctions and mount points followed),
+   in `out`; 0 when unknown. */
+static int web_final_path(HANDLE file, wchar_t *out, DWORD capacity) {
+    DWORD n = GetFinalPathNameByHandleW(file, out, capacity, FILE_NAME_NORMALIZED | VOLUME_NAME_DOS);
+    return n > 0 && n < capacity;
+}
+
+/* Opens a file below the web root, refusing a link at any depth: the file is opened without
+   following a reparse point at its last segment, must be a plain file on disk, and the path
+   the system resolved for it must be the web root's own, followed by the request's segments,
+   so that no segment on the way was a symbolic link, junction or mount point. Returns a C
+   runtime descriptor, or -1. */
+static int open_below_web_root(const char *path, size_t length) {
+    enum { CAPACITY = 600 };
+    wchar_t wide[CAPACITY], root_path[CAPACITY], file_path[CAPACITY];
+    BY_HANDLE_FILE_INFORMATION info;
+    HANDLE root, file;
+    size_t at, end;
+    int ok;
+    if (MultiByteToWideChar(CP_UTF8, 0, web_root, -1, wide, CAPACITY) == 0) return -1;
+    root = CreateFileW(wide, 0, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_EXISTING,
+                       FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    if (root == INVALID_HANDLE_VALUE) return -1;
+    ok = web_final_path(root, root_path, CAPACITY);
+    CloseHandle(root);
+    if (!ok || wcslen(root_path) + length + 1 >= CAPACITY) return -1;
+    /* the root's resolved path, then the request's segments (plain ASCII: is_plain_path) */
+    at = wcslen(root_path);
+    wcscpy(wide, root_path);
+    for (end = 0; end < length; end++) wide[at + end] = path[end] == '/' ? L'\\' : (wchar_t)path[end];
+    wide[at + length] = L'\0';
+    file = CreateFileW(wide, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+    if (file == INVALID_HANDLE_VALUE) return -1;
+    ok = GetFileType(file) == FILE_TYPE_DISK && GetFileInformationByHandle(file, &info) &&
+         !(info.dwFileAttributes & (FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY)) &&
+         web_final_path(file, file_path, CAPACITY) && _wcsicmp(file_path, wide) == 0;
+    if (ok) {
+        int fd = _open_osfhandle((intptr_t)file, _O_RDONLY | _O_BINARY);
+        if (fd >= 0) return fd;
+    }
+    CloseHandle(file);
+    return -1;
+}
+#else
 /* Opens a file below the web root one path segment at a time, refusing a symbolic link at
    any depth: O_NOFOLLOW on the whole path would only guard its last segment. O_NONBLOCK
    because opening a FIFO (or a device) would otherwise wait, and the whole server with it,
@@ -88,6 +140,7 @@ static int open_below_web_root(const char *path, size_t length) {
     if (directory >= 0) close(directory);
     return fd;
 }
+#endif
 
 static void web_serve_file(vrs_server *server, vrs_conn conn, const char *path, size_t length) {
     const char *type;
@@ -126,6 +179,10 @@ static void web_find_root(const char *program) {
     static char beside_binary[512];
     struct stat info;
     const char *slash = strrchr(program, '/');
+#ifdef _WIN32
+    const char *backslash = strrchr(program, '\\');
+    if (backslash && (!slash || backslash > slash)) slash = backslash;
+#endif
     if (stat(web_root, &info) == 0 && S_ISDIR(info.st_mode)) return;
     if (!slash) return;
     snprintf(beside_binary, sizeof beside_binary, "%.*s/../examples/web", (int)(slash - program), program);

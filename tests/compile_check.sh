@@ -51,4 +51,24 @@ for compiler in gcc clang g++ clang++; do
         echo "compile_check: $compiler $lang VRS_STATIC: FAILED"; failed=1
     fi
 done
+
+# Windows (Winsock 2), through MinGW-w64's cross compilers where they are installed: the
+# implementation and the declarations alone, as C99 and as C++, with SSE2 and without.
+for compiler in x86_64-w64-mingw32-gcc x86_64-w64-mingw32-g++; do
+    if ! command -v $compiler >/dev/null 2>&1; then
+        echo "compile_check: $compiler not found: the Windows build is not checked"
+        continue
+    fi
+    case $compiler in
+        *++) lang="-x c++ -std=c++11" ;;
+        *)   lang="-std=c99" ;;
+    esac
+    for variant in "videoroom_signal.c" "-DVRS_NO_SIMD videoroom_signal.c" "$out/declarations.c"; do
+        if $compiler $lang -Wall -Wextra -Wpedantic -Werror -c $variant -o $out/check.o; then
+            echo "compile_check: $compiler $lang $variant: ok"
+        else
+            echo "compile_check: $compiler $lang $variant: FAILED"; failed=1
+        fi
+    done
+done
 exit $failed

@@ -124,6 +124,12 @@ get /sub/.                     404
 get /index.html%00.txt         404
 get /link.txt                  404
 get /up/secret.txt             404
+# names Windows reads as devices or alternate data streams, not files
+get /nul.txt                   404
+get /con.html                  404
+get /sub/com1.js               404
+get '/index.html::$DATA'       404
+get '/index.html:secret.txt'   404
 raw "absolute-form GET http://127.0.0.1:PORT/../secret.txt" 404 \
     "GET http://127.0.0.1:$PORT/../secret.txt HTTP/1.1\r\nHost: 127.0.0.1:$PORT\r\n\r\n"
 raw "absolute-form GET http://127.0.0.1:PORT/index.html" 404 \

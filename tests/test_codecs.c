@@ -4,9 +4,6 @@
    block pool. Included into the test translation unit after the library's implementation, so the
    private vrs__ functions are reachable; every helper here is prefixed codec_. */
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* ---- Small helpers ---- */
 
@@ -950,16 +947,34 @@ static int codec_wire_create(codec_wire *w, int max_message_size) {
     return vrs_create(&desc, &w->server) == VRS_OK;
 }
 
-static void codec_drain(int fd, codec_buffer *out) {
+/* Sent behind what the server wrote, on the server's own socket, so that the reader knows
+   when it has it all: on Windows the pair is a loopback TCP connection, whose bytes may still
+   be on their way when the write returned. */
+static const uint8_t codec_marker[16] = {0xF1, 0x7E, 0x00, 0xC0, 0xDE, 0x5A, 0xFE, 0x11,
+                                         0x0B, 0xB0, 0xE5, 0x00, 0x3D, 0x9A, 0x77, 0xEF};
+
+/* Reads what the server wrote up to the marker, or (marker NULL: the server's end is closed)
+   up to the end of the stream. */
+static void codec_drain(int fd, const uint8_t *marker, codec_buffer *out) {
     uint8_t chunk[4096];
+    int64_t deadline = ts_now_ms() + TS_TIMEOUT_MS;
     for (;;) {
-        ssize_t got = recv(fd, chunk, sizeof chunk, 0);
+        ssize_t got = recv(fd, (void *)chunk, sizeof chunk, 0);
+        struct pollfd p;
         if (got > 0) {
             codec_buffer_put(out, chunk, (size_t)got);
+            if (marker && out->length >= sizeof codec_marker &&
+                memcmp(out->bytes + out->length - sizeof codec_marker, marker, sizeof codec_marker) == 0) {
+                out->length -= sizeof codec_marker;
+                return;
+            }
             continue;
         }
-        if (got < 0 && errno == EINTR) continue;
-        return; /* the end of the stream, or nothing more for now */
+        if (got == 0 || !ts_would_block() || ts_now_ms() >= deadline) return;
+        p.fd = fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        ts_poll(&p, 1, 10);
     }
 }
 
@@ -974,9 +989,7 @@ static int codec_run(codec_wire *w, const uint8_t *stream, size_t n, const size_
     size_t start = 0, i;
     memset(o, 0, sizeof *o);
     o->log_item = -1;
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return 0;
-    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL, 0) | O_NONBLOCK);
-    fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL, 0) | O_NONBLOCK);
+    if (ts_socket_pair(fds) != 0) return 0;
     memset(&address, 0, sizeof address);
     conn = vrs__adopt(w->server, fds[0], &address, 0);
     VRS_MEMSET(&conn->reader, 0, sizeof conn->reader);
@@ -992,13 +1005,18 @@ static int codec_run(codec_wire *w, const uint8_t *stream, size_t n, const size_
         start = end;
     }
     vrs__attend(w->server);
-    codec_drain(fds[1], &o->written);
+    if (conn->state == VRS__FREE || conn->shutdown_sent) {
+        codec_drain(fds[1], NULL, &o->written);
+    } else {
+        ssize_t sent = send(fds[0], (const void *)codec_marker, sizeof codec_marker, 0);
+        codec_drain(fds[1], sent == (ssize_t)sizeof codec_marker ? codec_marker : NULL, &o->written);
+    }
     w->outcome = NULL;
     if (conn->state != VRS__FREE) {
         vrs__kill(w->server, conn, VRS__CLOSE_ABNORMAL);
         vrs__attend(w->server);
     }
-    close(fds[1]);
+    ts_close_socket(fds[1]);
     return 1;
 }
 
@@ -1734,7 +1752,7 @@ static void codec_pool_free(vrs__pool *pool) {
 /* Checks a chain against the bytes it must hold: gather, iov, and the blocks it occupies. */
 static int codec_chain_holds(const vrs__pool *pool, const vrs__chain *chain, const uint8_t *expected, size_t n) {
     uint8_t *gathered = (uint8_t *)malloc(n ? n : 1);
-    struct iovec iov[64];
+    vrs__iovec iov[64];
     int count, i, ok = 1;
     size_t at = 0;
     if (!gathered) return 0;
@@ -1745,11 +1763,11 @@ static int codec_chain_holds(const vrs__pool *pool, const vrs__chain *chain, con
     }
     count = vrs__chain_iov(pool, chain, iov, 64);
     for (i = 0; ok && i < count; i++) {
-        if (iov[i].iov_len == 0 || iov[i].iov_len > VRS_BLOCK_SIZE || at + iov[i].iov_len > n ||
-            memcmp(iov[i].iov_base, expected + at, iov[i].iov_len) != 0)
+        if (TS_IOV_LENGTH(iov[i]) == 0 || TS_IOV_LENGTH(iov[i]) > VRS_BLOCK_SIZE || at + TS_IOV_LENGTH(iov[i]) > n ||
+            memcmp(TS_IOV_BASE(iov[i]), expected + at, TS_IOV_LENGTH(iov[i])) != 0)
             ok = 0;
         else
-            at += iov[i].iov_len;
+            at += TS_IOV_LENGTH(iov[i]);
     }
     if (at != n) ok = 0;
     if (n == 0 && (chain->head != VRS__NONE || chain->tail != VRS__NONE || count != 0)) ok = 0;
@@ -1772,7 +1790,7 @@ TEST(codec, pool_chain_across_block_boundaries) {
     vrs__pool pool;
     vrs__chain chain;
     uint8_t *reference = (uint8_t *)malloc(6 * VRS_BLOCK_SIZE);
-    struct iovec iov[4];
+    vrs__iovec iov[4];
     size_t total = 0, consumed = 0, i;
     uint32_t freed;
     REQUIRE(reference != NULL);
@@ -1800,7 +1818,7 @@ TEST(codec, pool_chain_across_block_boundaries) {
     }
     /* exactly two blocks full, then the rest: iov stops at its capacity */
     CHECK_EQ_INT(vrs__chain_iov(&pool, &chain, iov, 1), 1);
-    CHECK_EQ_INT(iov[0].iov_len, VRS_BLOCK_SIZE);
+    CHECK_EQ_INT(TS_IOV_LENGTH(iov[0]), VRS_BLOCK_SIZE);
     CHECK_EQ_INT(vrs__chain_iov(&pool, &chain, iov, 4), 4);
 
     /* consume: within the head, up to the end of the head, across a boundary */
@@ -1809,7 +1827,7 @@ TEST(codec, pool_chain_across_block_boundaries) {
     CHECK_EQ_INT(freed, 0);
     CHECK(codec_chain_holds(&pool, &chain, reference + consumed, total - consumed));
     CHECK_EQ_INT(vrs__chain_iov(&pool, &chain, iov, 1), 1);
-    CHECK_EQ_INT(iov[0].iov_len, VRS_BLOCK_SIZE - 1);
+    CHECK_EQ_INT(TS_IOV_LENGTH(iov[0]), VRS_BLOCK_SIZE - 1);
     freed = vrs__chain_consume(&pool, &chain, VRS_BLOCK_SIZE - 1);
     consumed += VRS_BLOCK_SIZE - 1;
     CHECK_EQ_INT(freed, 1);

@@ -1,6 +1,6 @@
 /* test_support.h: an in-process test server and a raw loopback WebSocket client, for tests
-   that drive videoroom_signal end to end. C99 + POSIX; included into the single test
-   translation unit after the library's implementation and test.h.
+   that drive videoroom_signal end to end. C99 + POSIX or Winsock 2; included into the single
+   test translation unit after the library's implementation and test.h.
 
    The server runs in the test's own thread, so nothing happens on it unless the test steps it:
    every client wait here pumps the server (ts_step) between non-blocking reads, and every wait
@@ -11,21 +11,27 @@
 #ifndef VRS_TEST_SUPPORT_H
 #define VRS_TEST_SUPPORT_H
 
-#include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#else
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#endif
 
 /* Every helper is static; not every test file uses every one. */
 #define TS_FN static __attribute__((unused))
@@ -44,14 +50,43 @@ static const char ts_omit_marker[] __attribute__((unused)) = "(omitted)";
 #define TS_OMIT ts_omit_marker
 
 /* ---------------------------------------------------------------------------------------------
-   Time
+   Time, and the socket calls that differ between POSIX and Winsock. The tests keep a socket in
+   an int: Windows' socket handles are kernel handles, whose values fit in 32 bits.
    ------------------------------------------------------------------------------------------- */
 
-TS_FN int64_t ts_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+TS_FN int64_t ts_now_ms(void) { return vrs__clock_ms(); }
+
+#ifdef _WIN32
+#define MSG_NOSIGNAL 0 /* Winsock raises no SIGPIPE */
+#define SHUT_WR SD_SEND
+#define TS_NONBLOCKING_CONNECT_STARTED WSAEWOULDBLOCK
+#define TS_IOV_BASE(v) ((v).buf) /* a WSABUF */
+#define TS_IOV_LENGTH(v) ((v).len)
+
+TS_FN void ts_sleep_ms(int ms) {
+    if (ms > 0) Sleep((DWORD)ms);
 }
+
+TS_FN int ts_socket_error(void) { return WSAGetLastError(); }
+TS_FN int ts_would_block(void) { return WSAGetLastError() == WSAEWOULDBLOCK; }
+TS_FN void ts_close_socket(int fd) { closesocket((SOCKET)fd); }
+TS_FN void ts_set_nonblocking(int fd) {
+    u_long on = 1;
+    ioctlsocket((SOCKET)fd, FIONBIO, &on);
+}
+TS_FN int ts_poll(struct pollfd *fds, int count, int wait) { return WSAPoll(fds, (ULONG)count, wait); }
+/* The test program's own reference to Winsock, as any Windows program that uses sockets
+   takes: a server's vrs_destroy hands back only the server's reference, and the clients'
+   sockets must outlive it. */
+TS_FN void ts_start_sockets(void) {
+    WSADATA data;
+    if (WSAStartup(MAKEWORD(2, 2), &data) != 0) fprintf(stderr, "WSAStartup failed\n");
+}
+#else
+TS_FN void ts_start_sockets(void) {}
+#define TS_NONBLOCKING_CONNECT_STARTED EINPROGRESS
+#define TS_IOV_BASE(v) ((v).iov_base)
+#define TS_IOV_LENGTH(v) ((v).iov_len)
 
 TS_FN void ts_sleep_ms(int ms) {
     struct timespec t;
@@ -61,6 +96,13 @@ TS_FN void ts_sleep_ms(int ms) {
     while (nanosleep(&t, &t) != 0 && errno == EINTR) {
     }
 }
+
+TS_FN int ts_socket_error(void) { return errno; }
+TS_FN int ts_would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR; }
+TS_FN void ts_close_socket(int fd) { close(fd); }
+TS_FN void ts_set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK); }
+TS_FN int ts_poll(struct pollfd *fds, int count, int wait) { return poll(fds, (nfds_t)count, wait); }
+#endif
 
 /* ---------------------------------------------------------------------------------------------
    The server wrapper: a vrs_server whose callbacks record what happened
@@ -257,7 +299,7 @@ TS_FN void ts_step(ts_server *ts, int timeout_ms) {
         int count = vrs_poll_fds(ts->server, fds, TS_POLL_CAPACITY);
         int wait = vrs_timeout_ms(ts->server);
         if (wait < 0 || wait > timeout_ms) wait = timeout_ms;
-        if (poll(fds, (nfds_t)count, wait) < 0 && errno != EINTR) ts->step_errors++;
+        if (ts_poll(fds, count, wait) < 0 && ts_socket_error() != EINTR) ts->step_errors++;
         vrs_process(ts->server, fds, count);
     } else if (vrs_step(ts->server, timeout_ms) != VRS_OK) {
         ts->step_errors++;
@@ -339,7 +381,7 @@ typedef struct ts_frame {
 
 TS_FN void ts_client_free(ts_client *c) {
     if (!c) return;
-    if (c->fd >= 0) close(c->fd);
+    if (c->fd >= 0) ts_close_socket(c->fd);
     free(c->buf);
     free(c->payload);
     ts_track((void **)ts_live_clients, c, 0);
@@ -369,24 +411,24 @@ TS_FN ts_client *ts_client_connect_to(ts_server *ts, const char *host, int port,
     c->buf = (unsigned char *)malloc(TS_CLIENT_BUFFER);
     c->payload = (unsigned char *)malloc(TS_CLIENT_BUFFER);
     c->mask_seed = 0x9E3779B9u ^ (uint32_t)port;
-    c->fd = socket(found->ai_family, SOCK_STREAM, 0);
+    c->fd = (int)socket(found->ai_family, SOCK_STREAM, 0);
     ts_track((void **)ts_live_clients, c, 1);
     if (c->fd < 0 || !c->buf || !c->payload) goto failed;
-    if (rcvbuf > 0) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL, 0) | O_NONBLOCK);
-    if (connect(c->fd, found->ai_addr, found->ai_addrlen) != 0) {
-        if (errno != EINPROGRESS) goto failed;
+    if (rcvbuf > 0) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, (void *)&rcvbuf, sizeof rcvbuf);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, (void *)&one, sizeof one);
+    ts_set_nonblocking(c->fd);
+    if (connect(c->fd, found->ai_addr, (int)found->ai_addrlen) != 0) {
+        if (ts_socket_error() != TS_NONBLOCKING_CONNECT_STARTED) goto failed;
         for (;;) {
             struct pollfd p;
             p.fd = c->fd;
             p.events = POLLOUT;
             p.revents = 0;
-            if (poll(&p, 1, 0) == 1) break;
+            if (ts_poll(&p, 1, 0) == 1) break;
             if (ts_now_ms() >= deadline) goto failed;
             ts_step(ts, 1);
         }
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &error_length) != 0 || error != 0) goto failed;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *)&error, &error_length) != 0 || error != 0) goto failed;
     }
     freeaddrinfo(found);
     return c;
@@ -416,7 +458,7 @@ TS_FN int ts_client_recv_some(ts_client *c) {
         c->rpos = 0;
     }
     if (c->wpos == TS_CLIENT_BUFFER) return -3;
-    got = recv(c->fd, c->buf + c->wpos, TS_CLIENT_BUFFER - c->wpos, 0);
+    got = recv(c->fd, (void *)(c->buf + c->wpos), TS_CLIENT_BUFFER - c->wpos, 0);
     if (got > 0) {
         c->wpos += (size_t)got;
         return (int)got;
@@ -425,7 +467,7 @@ TS_FN int ts_client_recv_some(ts_client *c) {
         c->eof = 1;
         return 0;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return -1;
+    if (ts_would_block()) return -1;
     c->reset = 1;
     return -2;
 }
@@ -451,14 +493,13 @@ TS_FN int ts_send_raw(ts_client *c, const void *data, size_t length) {
     const unsigned char *p = (const unsigned char *)data;
     int64_t deadline = ts_now_ms() + TS_TIMEOUT_MS;
     while (length > 0) {
-        ssize_t sent = send(c->fd, p, length, MSG_NOSIGNAL);
+        ssize_t sent = send(c->fd, (const void *)p, length, MSG_NOSIGNAL);
         if (sent > 0) {
             p += sent;
             length -= (size_t)sent;
             continue;
         }
-        if (sent < 0 && errno == EINTR) continue;
-        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (sent < 0 && ts_would_block()) {
             if (ts_now_ms() >= deadline) return -1;
             ts_client_recv_some(c);
             ts_step(c->ts, 1);
@@ -747,7 +788,7 @@ TS_FN int ts_send_text(ts_client *c, const char *text) { return ts_send_frame(c,
 
 /* A close frame: code < 0 sends an empty payload; reason may be NULL. */
 TS_FN int ts_send_close(ts_client *c, int code, const char *reason) {
-    unsigned char payload[125];
+    unsigned char payload[125] = {0};
     size_t n = 0, reason_length = reason ? strlen(reason) : 0;
     if (code >= 0) {
         payload[0] = (unsigned char)(code >> 8);
@@ -820,14 +861,55 @@ TS_FN int ts_read_close(ts_client *c, ts_frame *f, int timeout_ms) {
 /* 1 when IPv6 loopback works here (a socket can bind ::1). */
 TS_FN int ts_ipv6_available(void) {
     struct sockaddr_in6 a;
-    int fd = socket(AF_INET6, SOCK_STREAM, 0), ok;
+    int fd = (int)socket(AF_INET6, SOCK_STREAM, 0), ok;
     if (fd < 0) return 0;
     memset(&a, 0, sizeof a);
     a.sin6_family = AF_INET6;
     a.sin6_addr = in6addr_loopback;
     ok = bind(fd, (struct sockaddr *)(void *)&a, sizeof a) == 0;
-    close(fd);
+    ts_close_socket(fd);
     return ok;
+}
+
+/* Two connected non-blocking stream sockets: a socket pair, or on Windows (which has none
+   for TCP) the two ends of one loopback connection. They are accepted from one listener kept
+   for the whole run: a listener per pair would leave its port held by the closed connection's
+   TIME_WAIT, and thousands of pairs would use up the ephemeral ports. Returns 0 on success, as
+   socketpair. */
+TS_FN int ts_socket_pair(int fds[2]) {
+#ifdef _WIN32
+    static SOCKET listener = INVALID_SOCKET;
+    static struct sockaddr_in a;
+    SOCKET client, server = INVALID_SOCKET;
+    if (listener == INVALID_SOCKET) {
+        int length = sizeof a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        listener = socket(AF_INET, SOCK_STREAM, 0);
+        if (listener == INVALID_SOCKET) return -1;
+        if (bind(listener, (struct sockaddr *)(void *)&a, sizeof a) != 0 || listen(listener, 4) != 0 ||
+            getsockname(listener, (struct sockaddr *)(void *)&a, &length) != 0) {
+            closesocket(listener);
+            listener = INVALID_SOCKET;
+            return -1;
+        }
+    }
+    client = socket(AF_INET, SOCK_STREAM, 0);
+    if (client == INVALID_SOCKET) return -1;
+    if (connect(client, (struct sockaddr *)(void *)&a, sizeof a) != 0 ||
+        (server = accept(listener, NULL, NULL)) == INVALID_SOCKET) {
+        closesocket(client);
+        return -1;
+    }
+    fds[0] = (int)server;
+    fds[1] = (int)client;
+#else
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return -1;
+#endif
+    ts_set_nonblocking(fds[0]);
+    ts_set_nonblocking(fds[1]);
+    return 0;
 }
 
 /* Frees every server and client still alive (at exit, or by a test that wants a clean slate). */

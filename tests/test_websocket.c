@@ -1306,7 +1306,7 @@ TEST(websocket, idle_timeout_closes_with_1001) {
     ts_frame f;
     int i;
     REQUIRE(ts);
-    ts->desc.idle_timeout_ms = 150;
+    ts->desc.idle_timeout_ms = 300; /* six times the gap between messages: a slow machine keeps up */
     REQUIRE_EQ_INT(ts_server_start(ts), VRS_OK);
     c = ts_ws_connect(ts);
     REQUIRE(c);
@@ -1751,7 +1751,7 @@ TEST(websocket, host_driven_poll_loop) {
 #else
     CHECK_EQ_INT(n, 2); /* the listener and the wake-up descriptor */
 #endif
-    CHECK(fds[0].fd >= 0 && fds[0].events == POLLIN);
+    CHECK(fds[0].fd != VRS__NO_SOCKET && fds[0].events == POLLIN);
     raw = ts_client_connect(ts);
     REQUIRE(raw);
     ts_pump(ts, 5);
@@ -1790,12 +1790,12 @@ static int ws_own_loop_round(vrs_server *server, int own_fd, int max_wait_ms, in
     fds[n].fd = own_fd;
     fds[n].events = POLLIN;
     fds[n].revents = 0;
-    ready = poll(fds, (nfds_t)n + 1, wait);
+    ready = ts_poll(fds, n + 1, wait);
     *server_ready = 0;
     for (k = 0; k < n; k++) *server_ready |= fds[k].revents != 0;
     if (fds[n].revents & POLLIN) {
         char byte;
-        if (read(own_fd, &byte, 1) != 1) ready = -1;
+        if (recv(own_fd, &byte, 1, 0) != 1) ready = -1;
     }
     vrs_process(server, fds, n + 1);
     return ready;
@@ -1814,22 +1814,23 @@ TEST(websocket, own_poll_loop_accepts_from_a_fresh_server) {
     static const char request[] = "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n";
     REQUIRE(ts);
     REQUIRE_EQ_INT(ts_server_start(ts), VRS_OK);
-    REQUIRE(pipe(own) == 0);
+    REQUIRE(ts_socket_pair(own) == 0); /* the host's own descriptor: any that poll() watches */
     CHECK_EQ_INT(vrs_timeout_ms(ts->server), -1); /* no timer: the host may wait for ever */
-    client = socket(AF_INET, SOCK_STREAM, 0);
+    client = (int)socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(client >= 0);
     memset(&to, 0, sizeof to);
     to.sin_family = AF_INET;
     to.sin_port = htons((uint16_t)ts->port);
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(connect(client, (struct sockaddr *)&to, sizeof to) == 0);
+    ts_set_nonblocking(client);
     /* the very first wait of the host's loop wakes for the client (bounded, so that a failure
        cannot hang the test) */
     CHECK(ws_own_loop_round(ts->server, own[0], TS_TIMEOUT_MS, &server_ready) > 0);
     CHECK(server_ready);
     CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1);
     /* the host's own descriptor is the host's: the server ignores it */
-    CHECK(write(own[1], "x", 1) == 1);
+    CHECK(send(own[1], "x", 1, 0) == 1);
     CHECK(ws_own_loop_round(ts->server, own[0], TS_TIMEOUT_MS, &server_ready) == 1);
     CHECK_EQ_INT(vrs_get_stats(ts->server).connections, 1);
     /* a request through the host's loop alone gets its answer (404: no on_http) */
@@ -1837,15 +1838,41 @@ TEST(websocket, own_poll_loop_accepts_from_a_fresh_server) {
     for (rounds = 0; rounds < 50 && !strstr(answer, "\r\n\r\n"); rounds++) {
         ssize_t n;
         ws_own_loop_round(ts->server, own[0], 50, &server_ready);
-        n = recv(client, answer + got, sizeof answer - 1 - got, MSG_DONTWAIT);
+        n = recv(client, answer + got, sizeof answer - 1 - got, 0);
         if (n > 0) got += (size_t)n;
         answer[got] = '\0';
     }
     CHECK(strncmp(answer, "HTTP/1.1 404", 12) == 0);
-    close(client);
-    close(own[0]);
-    close(own[1]);
+    ts_close_socket(client);
+    ts_close_socket(own[0]);
+    ts_close_socket(own[1]);
     ts_server_free(ts);
+}
+
+/* A port another server listens on is refused at vrs_create (on Windows too, where the
+   listener takes the port exclusively): VRS_ERROR_ADDRESS, no server, and one LISTEN_FAILED
+   line that says where and why; the first server goes on serving. */
+TEST(websocket, port_in_use_is_refused) {
+    ts_server *first = ts_server_default(), *second;
+    ts_client *c;
+    char where[64];
+    const char *at;
+    REQUIRE(first);
+    second = ts_server_new();
+    REQUIRE(second);
+    second->desc.port = first->port;
+    CHECK_EQ_INT(ts_server_start(second), VRS_ERROR_ADDRESS);
+    CHECK(second->server == NULL);
+    CHECK_EQ_INT(second->log_counts[VRS_LOG_LISTEN_FAILED], 1);
+    snprintf(where, sizeof where, "127.0.0.1 port %d: ", first->port);
+    at = strstr(second->last_log, where);
+    CHECK(at != NULL && strlen(at) > strlen(where) + 3); /* and the system's reason */
+    if (at == NULL) fprintf(stderr, "    log: %s\n", second->last_log);
+    ts_server_free(second);
+    c = ts_ws_connect(first);
+    CHECK(c != NULL);
+    ts_client_free(c);
+    WS_END(first);
 }
 
 TEST(websocket, ipv6_dual_stack) {

@@ -14,6 +14,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The demo server binary: $DEMO_SERVER, or the sanitized build. Relative to tests/e2e. */
 export const DEMO_SERVER = path.resolve(here, process.env.DEMO_SERVER || "../../build/demo_server_sanitized");
 
+/** How long the server may take to accept connections: $DEMO_SERVER_START_MS, or 10 s (a
+ * Windows build started under Wine on a busy machine may need more). */
+const START_MS = Number(process.env.DEMO_SERVER_START_MS || 10000);
+
 /** How long any single wait may take, in milliseconds. */
 export const WAIT_MS = 3000;
 
@@ -101,7 +105,7 @@ export async function startServer(args = [], port = undefined, binary = DEMO_SER
       resolve(server.exit);
     });
   });
-  const deadline = Date.now() + 10000;
+  const deadline = Date.now() + START_MS;
   for (;;) {
     if (server.exit) {
       throw new Error(
@@ -111,7 +115,7 @@ export async function startServer(args = [], port = undefined, binary = DEMO_SER
     if (await canConnect(port)) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`demo server did not accept TCP on port ${port} within 10 s\n${server.stderr}`);
+      throw new Error(`demo server did not accept TCP on port ${port} within ${START_MS} ms\n${server.stderr}`);
     }
     await delay(20);
   }

@@ -73,7 +73,9 @@ int main(int argc, char **argv) {
     }
     signal(SIGINT, request_stop);
     signal(SIGTERM, request_stop);
+#ifdef SIGPIPE
     signal(SIGPIPE, SIG_IGN);
+#endif
     if (vrs_create(&desc, &server) != VRS_OK) return 1;
     while (!stop_requested) vrs_step(server, 100);
     vrs_destroy(server);

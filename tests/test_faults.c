@@ -1692,10 +1692,11 @@ TEST(faults, refusal_burst_every_client_answered) {
     address.sin_port = htons((uint16_t)ts->port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     for (i = 0; i < BURST; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        fds[i] = (int)socket(AF_INET, SOCK_STREAM, 0);
         REQUIRE(fds[i] >= 0);
-        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL, 0) | O_NONBLOCK);
-        if (connect(fds[i], (struct sockaddr *)(void *)&address, sizeof address) != 0) REQUIRE(errno == EINPROGRESS);
+        ts_set_nonblocking(fds[i]);
+        if (connect(fds[i], (struct sockaddr *)(void *)&address, sizeof address) != 0)
+            REQUIRE(ts_socket_error() == TS_NONBLOCKING_CONNECT_STARTED);
         sent[i] = ended[i] = reset[i] = 0;
         length[i] = 0;
     }
@@ -1709,7 +1710,7 @@ TEST(faults, refusal_burst_every_client_answered) {
                 p.fd = fds[i];
                 p.events = POLLOUT;
                 p.revents = 0;
-                if (poll(&p, 1, 0) == 1 && send(fds[i], request, sizeof request - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof request - 1))
+                if (ts_poll(&p, 1, 0) == 1 && send(fds[i], request, sizeof request - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof request - 1))
                     sent[i] = 1;
                 if (!sent[i] && (p.revents & (POLLERR | POLLHUP))) reset[i] = ended[i] = 1, done++;
                 continue;
@@ -1723,11 +1724,11 @@ TEST(faults, refusal_burst_every_client_answered) {
                     length[i] += keep;
                     continue;
                 }
-                if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                if (n == 0 || !ts_would_block()) {
                     reset[i] = n < 0;
                     ended[i] = 1;
                     done++;
-                    close(fds[i]); /* as a client does once the server has ended */
+                    ts_close_socket(fds[i]); /* as a client does once the server has ended */
                     fds[i] = -1;
                 }
                 break;
@@ -1742,7 +1743,7 @@ TEST(faults, refusal_burst_every_client_answered) {
             fprintf(stderr, "    client %d: %s%s, got \"%.40s\"\n", i, ended[i] ? "ended" : "still waiting",
                     reset[i] ? " by a reset" : "", got[i]);
         resets += reset[i];
-        if (fds[i] >= 0) close(fds[i]);
+        if (fds[i] >= 0) ts_close_socket(fds[i]);
     }
     CHECK_EQ_INT(answered, BURST);
     CHECK_EQ_INT(resets, 0);

@@ -46,7 +46,7 @@ static void fl_host_broadcast(vrs_server *server, vrs_room room, vrs_peer peer, 
 static void fl_small_buffers(ts_server *ts, ts_client *c) {
     vrs__conn *conn = vrs__lookup(ts->server, c->conn);
     int small = 8192;
-    if (conn) setsockopt(conn->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    if (conn) setsockopt(conn->fd, SOL_SOCKET, SO_SNDBUF, (void *)&small, sizeof small);
 }
 
 /* Starts a relay server for a room of `count` peers and joins them, in order. */
@@ -149,7 +149,7 @@ static void fl_read(fl_room *room, fl_peer *p) {
                 c->rpos = 0;
                 space = TS_CLIENT_BUFFER - c->wpos;
             }
-            got = recv(c->fd, c->buf + c->wpos, take < space ? take : space, 0);
+            got = recv(c->fd, (void *)(c->buf + c->wpos), take < space ? take : space, 0);
             if (got > 0) c->wpos += (size_t)got;
             else if (got == 0) c->eof = 1;
             p->read_budget_at = now + 10;

@@ -3,6 +3,7 @@
    ../shared/data/JSONTestSuite/test_parsing relative to the working directory (the project
    root) and skip, saying so, where it is absent. */
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 
 #define JSON_TEST_CORPUS_DIR "../shared/data/JSONTestSuite/test_parsing"
@@ -245,9 +246,11 @@ typedef void (*json_test_file_fn)(const char *name, const char *text, size_t len
 static int json_test_for_each_corpus_file(const char *prefix, json_test_file_fn fn, void *context) {
     DIR *directory = opendir(JSON_TEST_CORPUS_DIR);
     struct dirent *entry;
-    int count = 0;
+    int count = 0, read_error;
     if (!directory) return -1;
-    while ((entry = readdir(directory)) != NULL) {
+    /* readdir() ends with NULL both at the end and on an error: errno tells them apart, so a
+       directory that cannot be read fails the test instead of looking empty. */
+    while ((errno = 0, entry = readdir(directory)) != NULL) {
         const char *name = entry->d_name;
         size_t name_length = strlen(name), length = 0;
         char path[512];
@@ -265,6 +268,11 @@ static int json_test_for_each_corpus_file(const char *prefix, json_test_file_fn 
         fn(name, text, length, context);
         free(text);
         count++;
+    }
+    read_error = errno;
+    if (read_error != 0) {
+        fprintf(stderr, "  cannot read the directory %s: %s\n", JSON_TEST_CORPUS_DIR, strerror(read_error));
+        CHECK(read_error == 0);
     }
     closedir(directory);
     return count;

@@ -47,7 +47,7 @@ build/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER) | build
 
 test: unit-test threads-test compile-check interop-test e2e-test tls-test browser-test analyze fuzz-smoke \
       static-files-test demo-hardening-test sfu-test browser-sfu-test cluster-test windows-test \
-      cross-compile-check cross-test
+      cross-compile-check cross-test cmake-test
 
 unit-test: $(TESTS)
 	./build/test_videoroom_signal
@@ -418,3 +418,30 @@ cross-compile-check-%: | build
 	        echo "cross-compile-check $*: $(CROSS_CC_$*) -std=c99 $$options: ok"; \
 	    else echo "cross-compile-check $*: $(CROSS_CC_$*) -std=c99 $$options: FAILED"; failed=1; fi; \
 	done; exit $$failed
+
+# ---- install, CMake ------------------------------------------------------------------------
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the header where `#include <videoroom_signal.h>`
+# finds it, and videoroom_signal.pc for pkg-config (CMake's install also writes the package
+# files for find_package). The version is CMakeLists.txt's.
+PREFIX       ?= /usr/local
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(PREFIX)/share/pkgconfig
+VERSION       = ${shell sed -n 's/^project(videoroom_signal VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt}
+
+.PHONY: install uninstall cmake-test
+
+install:
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/$(HEADER)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    videoroom_signal.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/videoroom_signal.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/videoroom_signal.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/$(HEADER) $(DESTDIR)$(PKGCONFIGDIR)/videoroom_signal.pc
+
+# CMakeLists.txt as the top project (examples, tests through ctest) and tests/cmake_consumer
+# built against a fresh copy of the repository through add_subdirectory, FetchContent and
+# find_package, and with pkg-config after `make install` (tests/cmake_test.sh).
+cmake-test:
+	sh tests/cmake_test.sh

@@ -233,14 +233,26 @@ export function pushReply(channel, event, payload, ms = WAIT_MS) {
   });
 }
 
-/** Leaves the channel: resolves "ok" or "timeout". */
-export function leaveChannel(channel, ms = WAIT_MS) {
-  return new Promise((resolve) => {
+/** Leaves the channel, and waits until the server has left it too: resolves "ok" or "timeout". */
+export async function leaveChannel(channel, ms = WAIT_MS) {
+  const status = await new Promise((resolve) => {
     channel
       .leave(ms)
       .receive("ok", () => resolve("ok"))
       .receive("timeout", () => resolve("timeout"));
   });
+  // phoenix.js calls a leave "ok" as soon as it is sent (leave() marks the channel leaving
+  // before asking whether it may wait for a reply). A heartbeat answered on the same socket
+  // after it means the server has done the leave too, before anything else the test sends.
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const answered = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    if (!channel.socket.ping(answered)) answered();
+  });
+  return status;
 }
 
 /** Sends relay event E: D is a JSON string holding E. */

@@ -381,7 +381,9 @@ windows-test:
 # ---- cross ---------------------------------------------------------------------------------
 # Other architectures under qemu-user (tests/cross_test.sh says what runs and why): the C test
 # suite cross-built for 32-bit ARM (armhf) and big-endian s390x, under UBSan, waiting with poll()
-# and with epoll, each skipped with a message where its cross compiler or qemu is missing.
+# and with epoll, and the echo and demo servers built the same way against Python's websockets
+# and the official phoenix client; each target skipped with a message where its cross compiler
+# or qemu is missing.
 # `make cross-compile-check`: the header warning-free with both cross compilers as C99.
 CROSS_CC_armhf   = arm-linux-gnueabihf-gcc
 CROSS_QEMU_armhf = qemu-arm
@@ -402,10 +404,18 @@ build/cross/%/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER)
 	@mkdir -p $(@D)
 	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL tests/test_main.c -o $@
 
+build/cross/%/echo_server: examples/echo_server.c $(HEADER)
+	@mkdir -p $(@D)
+	$(CROSS_CC_$*) $(CROSS_CFLAGS) $< -o $@
+
+build/cross/%/demo_server: examples/demo_server.c examples/web_files.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@
+
 cross-test: $(addprefix cross-test-,$(CROSS_TARGETS))
 
 cross-test-%:
-	@MAKE="$(MAKE)" sh tests/cross_test.sh $* $(CROSS_CC_$*) $(CROSS_QEMU_$*)
+	@MAKE="$(MAKE)" PYTHON=$(PYTHON) sh tests/cross_test.sh $* $(CROSS_CC_$*) $(CROSS_QEMU_$*)
 
 cross-compile-check: $(addprefix cross-compile-check-,$(CROSS_TARGETS))
 

@@ -1,8 +1,11 @@
 #!/bin/sh
-# The C test suite on another architecture under qemu-user: tests/cross_test.sh NAME COMPILER QEMU
+# The project on another architecture under qemu-user: tests/cross_test.sh NAME COMPILER QEMU
 # (armhf: arm-linux-gnueabihf-gcc qemu-arm, 32-bit ARM; s390x: s390x-linux-gnu-gcc qemu-s390x,
-# 64-bit big-endian). It builds the test binary twice, waiting with poll() and with epoll, under
-# UndefinedBehaviorSanitizer, and runs every test of both, the JSONTestSuite corpus included.
+# 64-bit big-endian). Everything is built for the target under UndefinedBehaviorSanitizer:
+#   - the C test suite, twice (waiting with poll() and with epoll), every test, the
+#     JSONTestSuite corpus included;
+#   - the echo server against Python's websockets (tests/interop) and the demo server against
+#     the official phoenix client (tests/e2e), the clients running natively.
 # AddressSanitizer cannot run under qemu-user: on armhf qemu puts the stack at the top of the
 # 4 GiB address space, outside what ASan's 32-bit layout shadows (ASan's own CHECK fails, then
 # it hangs), and s390x's shadow needs more address space than an x86-64 host can give. The
@@ -11,6 +14,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 name=$1 compiler=$2 qemu=$3
+PYTHON=${PYTHON:-/usr/bin/python3}
 
 if ! command -v "$compiler" >/dev/null 2>&1; then
     echo "cross-test $name: SKIPPED: $compiler not found (Debian: gcc-$(echo "$compiler" | sed 's/-gcc$//'))"
@@ -24,15 +28,41 @@ fi
 # the dynamic loader and libc there.
 sysroot=/usr/$("$compiler" -dumpmachine)
 out=build/cross/$name
-echo "cross-test $name: the whole C test suite under UBSan, built for poll() and for epoll, run by $qemu"
-${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll"
+began=$(date +%s)
+echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll), the echo server against Python's websockets, the demo server against the phoenix client"
+${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" \
+    "$out/echo_server" "$out/demo_server"
+
+# The servers are started by the clients' test scripts: each through a script that runs it
+# under qemu (exec, so that the script's process is the server's and signals reach it).
+mkdir -p "$out/qemu"
+for server in echo_server demo_server; do
+    printf '#!/bin/sh\nexec %s -L %s %s "$@"\n' "$qemu" "$sysroot" "$(pwd)/$out/$server" > "$out/qemu/$server"
+    chmod +x "$out/qemu/$server"
+done
 
 failed=0
-for binary in test_videoroom_signal test_videoroom_signal_epoll; do
+step() { # label, log file, command...: runs it, says how it went and how long it took
+    label=$1 log=$2
+    shift 2
     started=$(date +%s)
-    if "$qemu" -L "$sysroot" "$out/$binary" > "$out/$binary.log" 2>&1; then result=passed; else result=FAILED; failed=1; fi
-    # the suite's closing line: N passed, N failed, N skipped
-    echo "cross-test $name: $binary: $result: $(tail -n 1 "$out/$binary.log") ($(( $(date +%s) - started )) s)"
-    if [ $result = FAILED ]; then grep -E 'FAILED|runtime error|:[0-9]+: ' "$out/$binary.log" | head -n 40; fi
+    if "$@" > "$log" 2>&1; then result=passed; else result=FAILED; failed=1; fi
+    # the closing line of the C tests and of the interop test; node's pass, fail, skipped counts
+    summary=$(grep -E '^# (pass|fail|skipped) ' "$log" | tr '\n' ' ')
+    echo "cross-test $name: $label: $result: ${summary:-$(tail -n 1 "$log") }($(( $(date +%s) - started )) s)"
+    if [ $result = FAILED ]; then grep -E 'FAIL|not ok|runtime error|:[0-9]+: |Error' "$log" | head -n 40; fi
+}
+for binary in test_videoroom_signal test_videoroom_signal_epoll; do
+    step "$binary" "$out/$binary.log" "$qemu" -L "$sysroot" "$out/$binary"
 done
+step "interop (echo server, Python websockets)" "$out/interop.log" \
+    "$PYTHON" tests/interop/websockets_interop.py "$out/qemu/echo_server"
+if command -v node >/dev/null 2>&1; then
+    if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi
+    step "e2e (demo server, phoenix client)" "$out/e2e.log" \
+        sh -c "cd tests/e2e && DEMO_SERVER=../../$out/qemu/demo_server node --test --test-concurrency=1"
+else
+    echo "cross-test $name: e2e SKIPPED: node not found"
+fi
+echo "cross-test $name: $(( $(date +%s) - began )) s in all"
 exit $failed

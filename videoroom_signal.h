@@ -277,10 +277,11 @@
    LIMITS
    ------
    POSIX systems (Linux, the BSDs, macOS) and Windows Vista or later (Winsock 2; 64-bit builds
-   are tested, under Wine). VRS_USE_EPOLL is Linux only. At most 1,048,575 connections and
-   2,097,151 channels and rooms (the slots a handle can name; the defaults stay within them);
-   request heads of at most VRS_MAX_HEADERS (64) header lines; response heads (status line and
-   headers) of at most 1,024 bytes.
+   are tested, under Wine). 32- and 64-bit, little- and big-endian: the project's tests also
+   run on Linux on 32-bit ARM (armhf) and big-endian s390x under qemu-user. VRS_USE_EPOLL is
+   Linux only. At most 1,048,575 connections and 2,097,151 channels and rooms (the slots a
+   handle can name; the defaults stay within them); request heads of at most VRS_MAX_HEADERS
+   (64) header lines; response heads (status line and headers) of at most 1,024 bytes.
 
    LICENCE: MIT, at the end of this file.
 */

@@ -3,8 +3,9 @@
 # (the files git tracks, or would: build/cmake/videoroom_signal):
 #   - CMakeLists.txt as the top project: builds the examples and the tests, ctest runs the tests;
 #   - tests/cmake_consumer (a program that starts a server on an ephemeral port and checks that
-#     it answers 404 and 101) built through add_subdirectory, FetchContent (from a local
-#     archive: no network), and find_package after `cmake --install` to a temporary prefix;
+#     it answers 404 and 101) built through add_subdirectory (from a C project and from a
+#     C++-only one), FetchContent (from a local archive: no network), and find_package after
+#     `cmake --install` to a temporary prefix;
 #   - the same program built with pkg-config after `make install PREFIX=...`, and
 #     `make install DESTDIR=...` staging the files under DESTDIR with the .pc naming PREFIX.
 set -eu
@@ -60,16 +61,19 @@ grep -qx "prefix=$work/cmake-prefix" "$work/cmake-prefix/share/pkgconfig/videoro
     fail "cmake --install --prefix: videoroom_signal.pc does not name the prefix"
 say "cmake --install --prefix: the header, the package files and videoroom_signal.pc naming the prefix"
 
-consumer() { # way in, cmake options...
-    way=$1; shift
-    quietly cmake -S "$copy/tests/cmake_consumer" -B "$work/$way" -DVRS_WAY_IN="$way" "$@"
-    quietly cmake --build "$work/$way"
-    run_consumer "$work/$way/consumer" "$way"
+consumer() { # name of the build, way in, cmake options...
+    name=$1 way=$2
+    shift 2
+    quietly cmake -S "$copy/tests/cmake_consumer" -B "$work/$name" -DVRS_WAY_IN="$way" "$@"
+    quietly cmake --build "$work/$name"
+    run_consumer "$work/$name/consumer" "$name"
 }
-consumer add_subdirectory -DVRS_SOURCE_DIR="$copy"
+consumer add_subdirectory add_subdirectory -DVRS_SOURCE_DIR="$copy"
 [ ! -e "$work/add_subdirectory/videoroom_signal/demo_server" ] || fail "add_subdirectory built the examples"
-consumer FetchContent -DVRS_ARCHIVE="$work/videoroom_signal.tar.gz"
-consumer find_package -DCMAKE_PREFIX_PATH="$work/cmake-prefix"
+# A C++-only project (no C compiler enabled), as most games are: the header compiled as C++.
+consumer add_subdirectory-c++ add_subdirectory -DVRS_SOURCE_DIR="$copy" -DVRS_LANGUAGE=CXX
+consumer FetchContent FetchContent -DVRS_ARCHIVE="$work/videoroom_signal.tar.gz"
+consumer find_package find_package -DCMAKE_PREFIX_PATH="$work/cmake-prefix"
 
 # make install, and pkg-config
 quietly make -C "$copy" install PREFIX="$work/make-prefix"

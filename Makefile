@@ -381,9 +381,9 @@ windows-test:
 # ---- cross ---------------------------------------------------------------------------------
 # Other architectures under qemu-user (tests/cross_test.sh says what runs and why): the C test
 # suite cross-built for 32-bit ARM (armhf) and big-endian s390x, under UBSan, waiting with poll()
-# and with epoll, and the echo and demo servers built the same way against Python's websockets
-# and the official phoenix client; each target skipped with a message where its cross compiler
-# or qemu is missing.
+# and with epoll, and the echo and demo servers built the same way against Python's websockets,
+# the official phoenix client, the static-files and demo-hardening tests; each target skipped
+# with a message where its cross compiler or qemu is missing.
 # `make cross-compile-check`: the header warning-free with both cross compilers as C99.
 CROSS_CC_armhf   = arm-linux-gnueabihf-gcc
 CROSS_QEMU_armhf = qemu-arm

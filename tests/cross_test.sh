@@ -4,8 +4,9 @@
 # 64-bit big-endian). Everything is built for the target under UndefinedBehaviorSanitizer:
 #   - the C test suite, twice (waiting with poll() and with epoll), every test, the
 #     JSONTestSuite corpus included;
-#   - the echo server against Python's websockets (tests/interop) and the demo server against
-#     the official phoenix client (tests/e2e), the clients running natively.
+#   - the echo server against Python's websockets (tests/interop), and the demo server against
+#     the official phoenix client (tests/e2e), path traversal (tests/static_files_test.sh) and
+#     tests/demo_hardening_test.py, the clients running natively.
 # AddressSanitizer cannot run under qemu-user: on armhf qemu puts the stack at the top of the
 # 4 GiB address space, outside what ASan's 32-bit layout shadows (ASan's own CHECK fails, then
 # it hangs), and s390x's shadow needs more address space than an x86-64 host can give. The
@@ -29,7 +30,7 @@ fi
 sysroot=/usr/$("$compiler" -dumpmachine)
 out=build/cross/$name
 began=$(date +%s)
-echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll), the echo server against Python's websockets, the demo server against the phoenix client"
+echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll), the echo server against Python's websockets, the demo server against the phoenix client, path traversal and the hardening test"
 ${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" \
     "$out/echo_server" "$out/demo_server"
 
@@ -57,6 +58,10 @@ for binary in test_videoroom_signal test_videoroom_signal_epoll; do
 done
 step "interop (echo server, Python websockets)" "$out/interop.log" \
     "$PYTHON" tests/interop/websockets_interop.py "$out/qemu/echo_server"
+step "static files (demo server, curl)" "$out/static_files.log" \
+    env PYTHON="$PYTHON" sh tests/static_files_test.sh "$out/qemu/demo_server"
+step "demo server hardening (options, FIFO, topic cache)" "$out/demo_hardening.log" \
+    "$PYTHON" tests/demo_hardening_test.py "$out/qemu/demo_server"
 if command -v node >/dev/null 2>&1; then
     if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi
     step "e2e (demo server, phoenix client)" "$out/e2e.log" \

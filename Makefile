@@ -381,9 +381,9 @@ windows-test:
 # ---- cross ---------------------------------------------------------------------------------
 # Other architectures under qemu-user (tests/cross_test.sh says what runs and why): the C test
 # suite cross-built for 32-bit ARM (armhf) and big-endian s390x, under UBSan, waiting with poll()
-# and with epoll, and the echo and demo servers built the same way against Python's websockets,
-# the official phoenix client, the static-files and demo-hardening tests; each target skipped
-# with a message where its cross compiler or qemu is missing.
+# and with epoll, and the echo and demo servers and the e2e hosts built the same way against
+# Python's websockets, the official phoenix client, the static-files and demo-hardening tests;
+# each target skipped with a message where its cross compiler or qemu is missing.
 # `make cross-compile-check`: the header warning-free with both cross compilers as C99.
 CROSS_CC_armhf   = arm-linux-gnueabihf-gcc
 CROSS_QEMU_armhf = qemu-arm
@@ -411,6 +411,16 @@ build/cross/%/echo_server: examples/echo_server.c $(HEADER)
 build/cross/%/demo_server: examples/demo_server.c examples/web_files.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@
+
+# The hosts tests/e2e starts beside the demo server (E2E_HOSTS above).
+build/cross/%/peer_close_host: tests/e2e/hosts/peer_close_host.c $(HEADER)
+	@mkdir -p $(@D)
+	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@
+
+build/cross/%/readme_room_logic: README.md tests/extract_examples.sh $(HEADER)
+	@mkdir -p $(@D)
+	sh tests/extract_examples.sh build/examples
+	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL build/examples/readme_room-logic-example.c -o $@
 
 cross-test: $(addprefix cross-test-,$(CROSS_TARGETS))
 

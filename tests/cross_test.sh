@@ -4,9 +4,10 @@
 # 64-bit big-endian). Everything is built for the target under UndefinedBehaviorSanitizer:
 #   - the C test suite, twice (waiting with poll() and with epoll), every test, the
 #     JSONTestSuite corpus included;
-#   - the echo server against Python's websockets (tests/interop), and the demo server against
-#     the official phoenix client (tests/e2e), path traversal (tests/static_files_test.sh) and
-#     tests/demo_hardening_test.py, the clients running natively.
+#   - the echo server against Python's websockets (tests/interop), and the demo server and the
+#     hosts of tests/e2e against the official phoenix client (tests/e2e), the demo server against
+#     path traversal (tests/static_files_test.sh) and tests/demo_hardening_test.py, the clients
+#     running natively.
 # AddressSanitizer cannot run under qemu-user: on armhf qemu puts the stack at the top of the
 # 4 GiB address space, outside what ASan's 32-bit layout shadows (ASan's own CHECK fails, then
 # it hangs), and s390x's shadow needs more address space than an x86-64 host can give. The
@@ -30,14 +31,16 @@ fi
 sysroot=/usr/$("$compiler" -dumpmachine)
 out=build/cross/$name
 began=$(date +%s)
-echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll), the echo server against Python's websockets, the demo server against the phoenix client, path traversal and the hardening test"
+echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll), the echo server against Python's websockets, the demo server and the e2e hosts against the phoenix client, the demo server against path traversal and the hardening test"
+servers="echo_server demo_server peer_close_host readme_room_logic"
+# shellcheck disable=SC2086 # the names are words
 ${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" \
-    "$out/echo_server" "$out/demo_server"
+    $(for server in $servers; do echo "$out/$server"; done)
 
 # The servers are started by the clients' test scripts: each through a script that runs it
 # under qemu (exec, so that the script's process is the server's and signals reach it).
 mkdir -p "$out/qemu"
-for server in echo_server demo_server; do
+for server in $servers; do
     printf '#!/bin/sh\nexec %s -L %s %s "$@"\n' "$qemu" "$sysroot" "$(pwd)/$out/$server" > "$out/qemu/$server"
     chmod +x "$out/qemu/$server"
 done
@@ -64,8 +67,9 @@ step "demo server hardening (options, FIFO, topic cache)" "$out/demo_hardening.l
     "$PYTHON" tests/demo_hardening_test.py "$out/qemu/demo_server"
 if command -v node >/dev/null 2>&1; then
     if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi
-    step "e2e (demo server, phoenix client)" "$out/e2e.log" \
-        sh -c "cd tests/e2e && DEMO_SERVER=../../$out/qemu/demo_server node --test --test-concurrency=1"
+    step "e2e (demo server and hosts, phoenix client)" "$out/e2e.log" \
+        sh -c "cd tests/e2e && DEMO_SERVER=../../$out/qemu/demo_server PEER_CLOSE_HOST=../../$out/qemu/peer_close_host \
+               README_HOST=../../$out/qemu/readme_room_logic node --test --test-concurrency=1"
 else
     echo "cross-test $name: e2e SKIPPED: node not found"
 fi

@@ -404,6 +404,10 @@ build/cross/%/test_videoroom_signal_epoll: $(TEST_SOURCES) $(HEADER)
 	@mkdir -p $(@D)
 	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL tests/test_main.c -o $@
 
+build/cross/%/test_sfu_logic: tests/sfu/test_sfu_logic.c examples/sfu/sfu_logic.h tests/test.h tests/test_support.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@
+
 build/cross/%/echo_server: examples/echo_server.c $(HEADER)
 	@mkdir -p $(@D)
 	$(CROSS_CC_$*) $(CROSS_CFLAGS) $< -o $@

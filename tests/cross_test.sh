@@ -3,7 +3,7 @@
 # (armhf: arm-linux-gnueabihf-gcc qemu-arm, 32-bit ARM; s390x: s390x-linux-gnu-gcc qemu-s390x,
 # 64-bit big-endian). Everything is built for the target under UndefinedBehaviorSanitizer:
 #   - the C test suite, twice (waiting with poll() and with epoll), every test, the
-#     JSONTestSuite corpus included;
+#     JSONTestSuite corpus included, and the SFU example's logic tests (make sfu-test);
 #   - the echo server against Python's websockets (tests/interop), and the demo server and the
 #     hosts of tests/e2e against the official phoenix client (tests/e2e), the demo server against
 #     path traversal (tests/static_files_test.sh) and tests/demo_hardening_test.py, the clients
@@ -31,10 +31,10 @@ fi
 sysroot=/usr/$("$compiler" -dumpmachine)
 out=build/cross/$name
 began=$(date +%s)
-echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll), the echo server against Python's websockets, the demo server and the e2e hosts against the phoenix client, the demo server against path traversal and the hardening test"
+echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll) and the SFU logic's, the echo server against Python's websockets, the demo server and the e2e hosts against the phoenix client, the demo server against path traversal and the hardening test"
 servers="echo_server demo_server peer_close_host readme_room_logic"
 # shellcheck disable=SC2086 # the names are words
-${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" \
+${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" "$out/test_sfu_logic" \
     $(for server in $servers; do echo "$out/$server"; done)
 
 # The servers are started by the clients' test scripts: each through a script that runs it
@@ -56,7 +56,7 @@ step() { # label, log file, command...: runs it, says how it went and how long i
     echo "cross-test $name: $label: $result: ${summary:-$(tail -n 1 "$log") }($(( $(date +%s) - started )) s)"
     if [ $result = FAILED ]; then grep -E 'FAIL|not ok|runtime error|:[0-9]+: |Error' "$log" | head -n 40; fi
 }
-for binary in test_videoroom_signal test_videoroom_signal_epoll; do
+for binary in test_videoroom_signal test_videoroom_signal_epoll test_sfu_logic; do
     step "$binary" "$out/$binary.log" "$qemu" -L "$sysroot" "$out/$binary"
 done
 step "interop (echo server, Python websockets)" "$out/interop.log" \

@@ -382,8 +382,8 @@ windows-test:
 # Other architectures under qemu-user (tests/cross_test.sh says what runs and why): the C test
 # suite cross-built for 32-bit ARM (armhf) and big-endian s390x, under UBSan, waiting with poll()
 # and with epoll, and the echo and demo servers and the e2e hosts built the same way against
-# Python's websockets, the official phoenix client, the static-files and demo-hardening tests;
-# each target skipped with a message where its cross compiler or qemu is missing.
+# Python's websockets, the official phoenix client, the static-files, demo-hardening and
+# cluster tests; each target skipped with a message where its cross compiler or qemu is missing.
 # `make cross-compile-check`: the header warning-free with both cross compilers as C99.
 CROSS_CC_armhf   = arm-linux-gnueabihf-gcc
 CROSS_QEMU_armhf = qemu-arm

@@ -6,8 +6,8 @@
 #     JSONTestSuite corpus included, and the SFU example's logic tests (make sfu-test);
 #   - the echo server against Python's websockets (tests/interop), and the demo server and the
 #     hosts of tests/e2e against the official phoenix client (tests/e2e), the demo server against
-#     path traversal (tests/static_files_test.sh) and tests/demo_hardening_test.py, the clients
-#     running natively.
+#     path traversal (tests/static_files_test.sh), tests/demo_hardening_test.py and, three of
+#     them behind HAProxy, tests/cluster; the clients running natively.
 # AddressSanitizer cannot run under qemu-user: on armhf qemu puts the stack at the top of the
 # 4 GiB address space, outside what ASan's 32-bit layout shadows (ASan's own CHECK fails, then
 # it hangs), and s390x's shadow needs more address space than an x86-64 host can give. The
@@ -31,7 +31,7 @@ fi
 sysroot=/usr/$("$compiler" -dumpmachine)
 out=build/cross/$name
 began=$(date +%s)
-echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll) and the SFU logic's, the echo server against Python's websockets, the demo server and the e2e hosts against the phoenix client, the demo server against path traversal and the hardening test"
+echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll) and the SFU logic's, the echo server against Python's websockets, the demo server and the e2e hosts against the phoenix client, the demo server against path traversal, the hardening test and behind HAProxy"
 servers="echo_server demo_server peer_close_host readme_room_logic"
 # shellcheck disable=SC2086 # the names are words
 ${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" "$out/test_sfu_logic" \
@@ -70,8 +70,14 @@ if command -v node >/dev/null 2>&1; then
     step "e2e (demo server and hosts, phoenix client)" "$out/e2e.log" \
         sh -c "cd tests/e2e && DEMO_SERVER=../../$out/qemu/demo_server PEER_CLOSE_HOST=../../$out/qemu/peer_close_host \
                README_HOST=../../$out/qemu/readme_room_logic node --test --test-concurrency=1"
+    if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
+        step "cluster (demo servers behind HAProxy, phoenix client)" "$out/cluster.log" \
+            sh -c "cd tests/cluster && PATH=\"\$PATH:/usr/sbin\" DEMO_SERVER=../../$out/qemu/demo_server node --test"
+    else
+        echo "cross-test $name: cluster SKIPPED: HAProxy is not installed (Debian: haproxy)"
+    fi
 else
-    echo "cross-test $name: e2e SKIPPED: node not found"
+    echo "cross-test $name: e2e and cluster SKIPPED: node not found"
 fi
 echo "cross-test $name: $(( $(date +%s) - began )) s in all"
 exit $failed

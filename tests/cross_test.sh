@@ -72,7 +72,7 @@ if command -v node >/dev/null 2>&1; then
                README_HOST=../../$out/qemu/readme_room_logic node --test --test-concurrency=1"
     if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
         step "cluster (demo servers behind HAProxy, phoenix client)" "$out/cluster.log" \
-            sh -c "cd tests/cluster && PATH=\"\$PATH:/usr/sbin\" DEMO_SERVER=../../$out/qemu/demo_server node --test"
+            sh -c "cd tests/cluster && PATH=\"\$PATH:/usr/sbin\" DEMO_SERVER=../../$out/qemu/demo_server node --test --test-concurrency=1"
     else
         echo "cross-test $name: cluster SKIPPED: HAProxy is not installed (Debian: haproxy)"
     fi

@@ -416,7 +416,11 @@ build/cross/%/demo_server: examples/demo_server.c examples/web_files.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@
 
-# The hosts tests/e2e starts beside the demo server (E2E_HOSTS above).
+# The hosts tests/e2e starts beside the demo server (E2E_HOSTS above), and the ticker example.
+build/cross/%/ticker: examples/ticker.c $(HEADER)
+	@mkdir -p $(@D)
+	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@ -pthread
+
 build/cross/%/peer_close_host: tests/e2e/hosts/peer_close_host.c $(HEADER)
 	@mkdir -p $(@D)
 	$(CROSS_CC_$*) $(CROSS_CFLAGS) -DVRS_USE_EPOLL $< -o $@

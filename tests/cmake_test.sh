@@ -47,7 +47,7 @@ tar -czf "$work/videoroom_signal.tar.gz" -C "$work" videoroom_signal
 # The top project: examples, tests, ctest; then an install for find_package.
 quietly cmake -S "$copy" -B "$work/top"
 quietly cmake --build "$work/top"
-for built in echo_server demo_server sfu_server test_videoroom_signal test_videoroom_signal_epoll test_sfu_logic; do
+for built in echo_server demo_server sfu_server ticker test_videoroom_signal test_videoroom_signal_epoll test_sfu_logic; do
     [ -x "$work/top/$built" ] || fail "top project: $built was not built"
 done
 (cd "$work/top" && ctest --output-on-failure > "$work/ctest.log" 2>&1) || { cat "$work/ctest.log"; fail "ctest"; }

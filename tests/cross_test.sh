@@ -32,7 +32,7 @@ sysroot=/usr/$("$compiler" -dumpmachine)
 out=build/cross/$name
 began=$(date +%s)
 echo "cross-test $name: under $qemu, built with UBSan: the C test suite (poll and epoll) and the SFU logic's, the echo server against Python's websockets, the demo server and the e2e hosts against the phoenix client, the demo server against path traversal, the hardening test and behind HAProxy"
-servers="echo_server demo_server peer_close_host readme_room_logic"
+servers="echo_server demo_server peer_close_host readme_room_logic ticker"
 # shellcheck disable=SC2086 # the names are words
 ${MAKE:-make} --no-print-directory "$out/test_videoroom_signal" "$out/test_videoroom_signal_epoll" "$out/test_sfu_logic" \
     $(for server in $servers; do echo "$out/$server"; done)
@@ -69,7 +69,7 @@ if command -v node >/dev/null 2>&1; then
     if [ ! -d tests/e2e/node_modules ]; then (cd tests/e2e && npm ci --no-audit --no-fund); fi
     step "e2e (demo server and hosts, phoenix client)" "$out/e2e.log" \
         sh -c "cd tests/e2e && DEMO_SERVER=../../$out/qemu/demo_server PEER_CLOSE_HOST=../../$out/qemu/peer_close_host \
-               README_HOST=../../$out/qemu/readme_room_logic node --test --test-concurrency=1"
+               README_HOST=../../$out/qemu/readme_room_logic TICKER=../../$out/qemu/ticker node --test --test-concurrency=1"
     if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
         step "cluster (demo servers behind HAProxy, phoenix client)" "$out/cluster.log" \
             sh -c "cd tests/cluster && PATH=\"\$PATH:/usr/sbin\" DEMO_SERVER=../../$out/qemu/demo_server node --test --test-concurrency=1"

@@ -18,6 +18,9 @@
    socket is open, every socket is closed with 1012 (service restart: clients reconnect at once
    and the balancer sends them elsewhere), and the server exits. SIGINT stops at once. On
    Windows, where console programs get no SIGTERM, Ctrl-C drains and Ctrl-Break stops. */
+/* 64-bit file offsets and inode numbers on 32-bit systems too, so that web_files.h's stat()
+   works on any file system. */
+#define _FILE_OFFSET_BITS 64
 #define VRS_IMPLEMENTATION
 #include "../videoroom_signal.h"
 #include "web_files.h"

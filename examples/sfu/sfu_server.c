@@ -8,6 +8,9 @@
    Janus must run with the configuration in examples/sfu/janus (its pfunix socket is SOCKET,
    default build/sfu/janus.sock); `make demo-sfu` starts both. One thread: the server's
    descriptors and Janus's socket are polled together (vrs_poll_fds, vrs_process). */
+/* 64-bit file offsets and inode numbers on 32-bit systems too, so that web_files.h's stat()
+   works on any file system. */
+#define _FILE_OFFSET_BITS 64
 #define VRS_IMPLEMENTATION
 #include "../../videoroom_signal.h"
 #include "../web_files.h"
